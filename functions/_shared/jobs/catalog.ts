@@ -1,0 +1,30 @@
+// Every job type: its name, its payload schema, and its queue policy. Producers and the
+// worker both validate against these, so a bad payload fails at the producer, not later.
+import { z } from "zod";
+import type { QueueOptions } from "pg-boss";
+
+export const EmailSendPayload = z.object({
+  to: z.string().email(),
+  subject: z.string().min(1).max(300),
+  html: z.string().min(1),
+  text: z.string().min(1),
+});
+
+export const InvitationsPurgePayload = z.object({}).strict();
+
+export const JOBS = {
+  "email.send": {
+    payload: EmailSendPayload,
+    // ~9 attempts over about an hour: long enough to ride out a provider outage.
+    queue: { retryLimit: 8, retryDelay: 15, retryBackoff: true, retryDelayMax: 900, expireInSeconds: 120 },
+  },
+  "invitations.purge": {
+    payload: InvitationsPurgePayload,
+    queue: { retryLimit: 2, retryDelay: 60, expireInSeconds: 300 },
+    cron: "17 * * * *",
+  },
+} as const satisfies Record<string, { payload: z.ZodType; queue: QueueOptions; cron?: string }>;
+
+export type JobName = keyof typeof JOBS;
+export type JobPayload<N extends JobName> = z.infer<(typeof JOBS)[N]["payload"]>;
+export const JOB_NAMES = Object.keys(JOBS) as JobName[];

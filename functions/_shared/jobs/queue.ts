@@ -1,0 +1,76 @@
+// pg-boss set-up shared by producers (api) and the worker.
+import { sql } from "kysely";
+import { fromKysely, PgBoss } from "pg-boss";
+import type { Tx } from "../db/client.ts";
+import { JOB_NAMES, JOBS, type JobName, type JobPayload } from "./catalog.ts";
+
+export const BOSS_SCHEMA = "pgboss";
+
+/**
+ * A "worker" instance installs and maintains the pg-boss schema and runs schedules; a
+ * "producer" (the api) only inserts jobs and leaves all of that to the worker.
+ */
+export function createBoss(connectionString: string, opts: { role: "worker" | "producer"; max?: number }): PgBoss {
+  const producer = opts.role === "producer";
+  const boss = new PgBoss({
+    connectionString,
+    schema: BOSS_SCHEMA,
+    max: opts.max ?? (producer ? 1 : 3),
+    ...(producer ? { supervise: false, schedule: false, migrate: false, createSchema: false } : {}),
+  });
+  // pg-boss reports background errors as events; without a listener they would crash the process.
+  boss.on("error", (err: Error) => console.error(JSON.stringify({ msg: "pg-boss error", error: err.message })));
+  return boss;
+}
+
+/** Creates every queue (idempotent) and the cron schedules. Run by the worker at start. */
+export async function ensureQueues(boss: PgBoss): Promise<void> {
+  for (const name of JOB_NAMES) {
+    const def = JOBS[name];
+    if (!(await boss.getQueue(name))) await boss.createQueue(name, def.queue);
+    else await boss.updateQueue(name, def.queue);
+    if ("cron" in def) await boss.schedule(name, def.cron, {}, { tz: "UTC" });
+  }
+}
+
+/**
+ * Enqueues a job inside the caller's transaction, so it exists exactly when the change that
+ * caused it commits. The payload is validated here, at the producer.
+ */
+export async function enqueue<N extends JobName>(
+  boss: Producer,
+  tx: Tx,
+  name: N,
+  data: JobPayload<N>,
+  opts: { singletonKey?: string } = {},
+): Promise<string | null> {
+  const payload = JOBS[name].payload.parse(data);
+  // The queue belongs to the connection's own role, not to the client role that asUser() set;
+  // step out of it for the insert and back in, still inside the same transaction.
+  const { rows } = await sql<{ role: string }>`select current_setting('role') as role`.execute(tx);
+  await sql`set local role none`.execute(tx);
+  try {
+    return await (await boss.ready()).send(name, payload, { ...opts, db: fromKysely(tx) });
+  } finally {
+    await sql`select set_config('role', ${rows[0].role}, true)`.execute(tx);
+  }
+}
+
+/** A producer-mode pg-boss, started on first use (an edge isolate may never enqueue). */
+export class Producer {
+  #boss: PgBoss;
+  #started?: Promise<PgBoss>;
+  constructor(connectionString: string) {
+    this.#boss = createBoss(connectionString, { role: "producer" });
+  }
+  ready(): Promise<PgBoss> {
+    this.#started ??= this.#boss.start().catch((err) => {
+      this.#started = undefined;
+      throw err;
+    });
+    return this.#started;
+  }
+  async stop(): Promise<void> {
+    if (this.#started) await this.#boss.stop({ graceful: false });
+  }
+}

@@ -1,0 +1,59 @@
+// Runs jobs two ways with the same handlers: long-lived (pg-boss workers polling) or
+// one bounded drain, which is what the worker edge function does when cron calls it.
+import type { PgBoss } from "pg-boss";
+import { JOB_NAMES, type JobName } from "./catalog.ts";
+import type { JobHandler } from "./handlers.ts";
+import { ensureQueues } from "./queue.ts";
+
+type Handlers = Record<JobName, JobHandler>;
+
+function log(fields: Record<string, unknown>) {
+  console.log(JSON.stringify({ at: new Date().toISOString(), ...fields }));
+}
+
+export async function startWorkers(boss: PgBoss, handlers: Handlers, opts: { pollingIntervalSeconds?: number } = {}) {
+  await boss.start();
+  await ensureQueues(boss);
+  for (const name of JOB_NAMES) {
+    await boss.work(name, { pollingIntervalSeconds: opts.pollingIntervalSeconds ?? 1, batchSize: 1 }, async ([job]) => {
+      try {
+        const result = await handlers[name](job.data, job.id);
+        log({ msg: "job done", job: name, id: job.id });
+        return result;
+      } catch (err) {
+        log({ msg: "job failed", job: name, id: job.id, error: (err as Error).message });
+        throw err;
+      }
+    });
+  }
+}
+
+export interface DrainResult {
+  completed: number;
+  failed: number;
+}
+
+/** Fetches and runs ready jobs until none are left or the time budget is spent. */
+export async function drainQueues(boss: PgBoss, handlers: Handlers, budgetMs: number): Promise<DrainResult> {
+  const deadline = Date.now() + budgetMs;
+  const result: DrainResult = { completed: 0, failed: 0 };
+  let progressed = true;
+  while (progressed && Date.now() < deadline) {
+    progressed = false;
+    for (const name of JOB_NAMES) {
+      const jobs = await boss.fetch(name, { batchSize: 5 });
+      for (const job of jobs) {
+        progressed = true;
+        try {
+          const output = await handlers[name](job.data, job.id);
+          await boss.complete(name, job.id, (output ?? null) as object | null);
+          result.completed++;
+        } catch (err) {
+          await boss.fail(name, job.id, { message: (err as Error).message });
+          result.failed++;
+        }
+      }
+    }
+  }
+  return result;
+}

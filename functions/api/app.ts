@@ -1,0 +1,75 @@
+// The api edge function: client calls with a user JWT or an org API key.
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import { createJwtVerifier } from "../_shared/auth/jwt.ts";
+import { jwksUrl, loadConfig } from "../_shared/config.ts";
+import { createDb } from "../_shared/db/client.ts";
+import { ApiError, errorBody, fromPostgresError } from "../_shared/http/errors.ts";
+import { Producer } from "../_shared/jobs/queue.ts";
+import type { ApiDeps, ApiEnv } from "./context.ts";
+import { registerHealth } from "./routes/health.ts";
+import { registerInvitations } from "./routes/invitations.ts";
+import { registerMe } from "./routes/me.ts";
+
+export function createApiDeps(env: Record<string, string | undefined>): ApiDeps {
+  const cfg = loadConfig(env);
+  const { db } = createDb(cfg.SUPABASE_DB_URL, cfg.PLINTH_DB_POOL_SIZE);
+  return {
+    cfg,
+    db,
+    verifyJwt: createJwtVerifier({ secret: cfg.PLINTH_JWT_SECRET, jwksUrl: jwksUrl(cfg) }),
+    jobs: new Producer(cfg.SUPABASE_DB_URL),
+  };
+}
+
+export function createApiApp(deps: ApiDeps) {
+  const app = new OpenAPIHono<ApiEnv>({
+    // zod failures become the standard 400 body, naming each bad field.
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const details = result.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+        return c.json(errorBody("invalid_request", "the request failed validation", details), 400);
+      }
+    },
+  }).basePath("/api");
+
+  app.use(requestId());
+  app.use(async (c, next) => {
+    c.set("deps", deps);
+    await next();
+  });
+  app.use(bodyLimit({
+    maxSize: deps.cfg.PLINTH_MAX_BODY_BYTES,
+    onError: (c) => c.json(errorBody("payload_too_large", `the body exceeds ${deps.cfg.PLINTH_MAX_BODY_BYTES} bytes`), 413),
+  }));
+
+  registerHealth(app);
+  registerMe(app);
+  registerInvitations(app);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "A Supabase user access token, or an org API key (plk_…)",
+  });
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: { title: "Plinth api", version: "0.1.0", description: "Server-side routes of Plinth. Everything else is PostgREST." },
+    servers: [{ url: "/functions/v1" }],
+  });
+
+  app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
+  app.onError((err, c) => {
+    const known = err instanceof ApiError ? err : fromPostgresError(err);
+    if (known) return c.json(errorBody(known.code, known.message, known.details), known.status);
+    if (err instanceof HTTPException && err.status < 500) {
+      return c.json(errorBody(err.status === 400 ? "invalid_request" : "http_error", err.message), err.status);
+    }
+    // Unknown failures: log the request id and the message, never the request or its headers.
+    console.error(JSON.stringify({ msg: "unhandled error", request_id: c.get("requestId"), error: err.message }));
+    return c.json(errorBody("internal", "something went wrong on our side", { request_id: c.get("requestId") }), 500);
+  });
+  return app;
+}

@@ -1,0 +1,21 @@
+// Authentication for api routes: a Supabase user JWT or an org API key.
+import { createMiddleware } from "hono/factory";
+import { credentialFrom, resolvePrincipal } from "../_shared/auth/principal.ts";
+import { ApiError } from "../_shared/http/errors.ts";
+import type { ApiEnv } from "./context.ts";
+
+export const requireAuth = createMiddleware<ApiEnv>(async (c, next) => {
+  const credential = credentialFrom(c.req.raw.headers);
+  if (!credential) throw new ApiError(401, "unauthorized", "send a user access token or an org API key");
+  const { db, verifyJwt } = c.get("deps");
+  c.set("principal", await resolvePrincipal(db, verifyJwt, credential));
+  await next();
+});
+
+/** For routes that act on behalf of a person (invitations carry the inviter's name, for one). */
+export const requireUser = createMiddleware<ApiEnv>(async (c, next) => {
+  if (c.get("principal").kind !== "user") {
+    throw new ApiError(403, "user_required", "this action needs a signed-in user, not an API key");
+  }
+  await next();
+});

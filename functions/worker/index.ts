@@ -1,0 +1,3 @@
+import { createWorkerApp } from "./app.ts";
+
+Deno.serve(createWorkerApp(Deno.env.toObject()).fetch);

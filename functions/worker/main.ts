@@ -1,0 +1,17 @@
+// Long-lived worker: `npm run worker` (or `deno run -A functions/worker/main.ts`).
+import { createWorker } from "../_shared/jobs/worker-deps.ts";
+import { startWorkers } from "../_shared/jobs/runner.ts";
+
+const worker = createWorker(Deno.env.toObject());
+await startWorkers(worker.boss, worker.handlers);
+console.log(JSON.stringify({ msg: "worker started" }));
+
+let stopping = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, async () => {
+    if (stopping) return;
+    stopping = true;
+    await worker.close();
+    Deno.exit(0);
+  });
+}

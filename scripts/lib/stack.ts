@@ -1,0 +1,101 @@
+// The whole local backend from real parts: Postgres 17, the platform stand-in, migrations
+// by the Supabase CLI, the seed, the mail sink, and the edge functions and worker on Deno.
+// `npm start` and the test suite both use this.
+import fs from "node:fs";
+import path from "node:path";
+import { applyMigrations, applyPlatform, applySeed } from "./database.ts";
+import { databaseUrl, ROOT, type StackConfig } from "./env.ts";
+import { projectKeys } from "./keys.ts";
+import { startMailSink, type MailSink } from "./mail-sink.ts";
+import { startPostgres } from "./postgres.ts";
+import { type Child, spawnDeno, waitFor } from "./processes.ts";
+
+export interface StackOptions {
+  seed: boolean;
+  log: (source: string, line: string) => void;
+  /** Extra env for the Deno processes (tests point PLINTH_JWKS_URL at their own JWKS). */
+  functionsEnv?: Record<string, string>;
+}
+
+export interface Stack {
+  dbUrl: string;
+  functionsUrl: string;
+  mailUrl: string;
+  anonKey: string;
+  serviceRoleKey: string;
+  mail: MailSink;
+  fresh: boolean;
+  stop(): Promise<void>;
+}
+
+export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<Stack> {
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+  };
+  try {
+    const dbDir = path.join(cfg.dataDir, "db");
+    const fresh = !fs.existsSync(path.join(dbDir, "PG_VERSION"));
+    fs.mkdirSync(cfg.dataDir, { recursive: true });
+    const pg = await startPostgres({ dir: dbDir, port: cfg.dbPort, password: cfg.dbPassword, log: (l) => opts.log("postgres", l) });
+    stops.push(() => pg.stop());
+
+    const dbUrl = databaseUrl(cfg);
+    opts.log("stack", fresh ? "new database: applying platform, migrations and seed" : "applying pending migrations");
+    await applyPlatform(dbUrl);
+    await applyMigrations(dbUrl);
+    if (fresh && opts.seed) await applySeed(dbUrl);
+
+    const mail = await startMailSink({ smtpPort: cfg.mailSmtpPort, httpPort: cfg.mailHttpPort });
+    stops.push(() => mail.close());
+
+    const keys = await projectKeys(cfg.jwtSecret);
+    const functionsUrl = `http://127.0.0.1:${cfg.functionsPort}/functions/v1`;
+    const env: Record<string, string> = {
+      SUPABASE_DB_URL: dbUrl,
+      SUPABASE_URL: `http://127.0.0.1:${cfg.functionsPort}`,
+      SUPABASE_ANON_KEY: keys.anonKey,
+      SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
+      PLINTH_JWT_SECRET: cfg.jwtSecret,
+      PLINTH_FUNCTIONS_PORT: String(cfg.functionsPort),
+      EMAIL_TRANSPORT: "smtp",
+      SMTP_URL: `smtp://127.0.0.1:${cfg.mailSmtpPort}`,
+      ...opts.functionsEnv,
+    };
+
+    const children: Child[] = [];
+    stops.push(async () => {
+      await Promise.all(children.map((c) => c.stop()));
+    });
+    let workerReady = false;
+    const worker = spawnDeno("worker", path.join(ROOT, "functions/worker/main.ts"), env, (name, line) => {
+      if (line.includes('"worker started"')) workerReady = true;
+      opts.log(name, line);
+    });
+    children.push(worker);
+    await waitFor("worker", async () => {
+      if (worker.proc.exitCode !== null) throw new Error(`worker exited with ${worker.proc.exitCode}`);
+      return workerReady;
+    });
+
+    const functions = spawnDeno("functions", path.join(ROOT, "scripts/functions-server.ts"), env, opts.log);
+    children.push(functions);
+    await waitFor("functions server", async () => {
+      if (functions.proc.exitCode !== null) throw new Error(`functions server exited with ${functions.proc.exitCode}`);
+      return (await fetch(`${functionsUrl}/api/health`)).ok;
+    });
+
+    return {
+      dbUrl,
+      functionsUrl,
+      mailUrl: `http://127.0.0.1:${cfg.mailHttpPort}`,
+      ...keys,
+      mail,
+      fresh,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
