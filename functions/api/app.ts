@@ -2,6 +2,7 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { NoResultError } from "kysely";
 import { requestId } from "hono/request-id";
 import { createJwtVerifier } from "../_shared/auth/jwt.ts";
 import { jwksUrl, loadConfig } from "../_shared/config.ts";
@@ -62,7 +63,11 @@ export function createApiApp(deps: ApiDeps) {
 
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => {
-    const known = err instanceof ApiError ? err : fromPostgresError(err);
+    const known = err instanceof ApiError
+      ? err
+      : err instanceof NoResultError
+      ? new ApiError(404, "not_found", "not found")
+      : fromPostgresError(err);
     if (known) return c.json(errorBody(known.code, known.message, known.details), known.status);
     if (err instanceof HTTPException && err.status < 500) {
       return c.json(errorBody(err.status === 400 ? "invalid_request" : "http_error", err.message), err.status);

@@ -30,16 +30,12 @@ export interface TokenUser {
   is_anonymous?: boolean;
 }
 
-/** A user access token with GoTrue's full claim set. */
-export async function userToken(
-  secret: string,
-  user: TokenUser,
-  opts: { aal?: "aal1" | "aal2"; expiresIn?: number | string; aud?: string; issuer?: string } = {},
-) {
+/** The claims GoTrue puts in a user's access token (without iat/exp, which signing adds). */
+export function gotrueClaims(user: TokenUser, opts: { aal?: "aal1" | "aal2"; aud?: string; issuer?: string } = {}) {
   const now = Math.floor(Date.now() / 1000);
   const amr = [{ method: "password", timestamp: now }];
   if (opts.aal === "aal2") amr.push({ method: "totp", timestamp: now });
-  return await signJwt(secret, {
+  return {
     iss: opts.issuer ?? "http://127.0.0.1:54321/auth/v1",
     sub: user.id,
     aud: opts.aud ?? "authenticated",
@@ -52,5 +48,14 @@ export async function userToken(
     is_anonymous: user.is_anonymous ?? false,
     app_metadata: user.app_metadata ?? { provider: "email", providers: ["email"] },
     user_metadata: user.user_metadata ?? {},
-  }, opts.expiresIn ?? "1h");
+  };
+}
+
+/** A user access token with GoTrue's full claim set. */
+export async function userToken(
+  secret: string,
+  user: TokenUser,
+  opts: { aal?: "aal1" | "aal2"; expiresIn?: number | string; aud?: string; issuer?: string } = {},
+) {
+  return await signJwt(secret, gotrueClaims(user, opts), opts.expiresIn ?? "1h");
 }

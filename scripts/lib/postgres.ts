@@ -39,6 +39,13 @@ export async function startPostgres(opts: {
   log?: (line: string) => void;
 }): Promise<RunningPostgres> {
   hydratePostgresSymlinks();
+  const asRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (asRoot) {
+    // The server runs as the "postgres" OS user, which must be able to reach the data folder
+    // (mkdtemp makes 0700 folders).
+    fs.mkdirSync(path.dirname(opts.dir), { recursive: true });
+    fs.chmodSync(path.dirname(opts.dir), 0o755);
+  }
   const fresh = !fs.existsSync(path.join(opts.dir, "PG_VERSION"));
   const pg = new EmbeddedPostgres({
     databaseDir: opts.dir,
@@ -47,9 +54,9 @@ export async function startPostgres(opts: {
     password: opts.password,
     persistent: true,
     // Postgres refuses to run as root; the package then runs it as a "postgres" OS user.
-    createPostgresUser: typeof process.getuid === "function" && process.getuid() === 0,
+    createPostgresUser: asRoot,
     initdbFlags: ["--encoding=UTF8", "--locale=C.UTF-8"],
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "fsync=off"],
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "fsync=off", "-c", "wal_level=logical"],
     onLog: (m) => opts.log?.(String(m).trimEnd()),
     onError: (m) => opts.log?.(String(m instanceof Error ? m.message : m).trimEnd()),
   });

@@ -147,17 +147,24 @@ as $$
   from public.org_members m
   join public.orgs o on o.id = m.org_id
   where m.user_id = (select auth.uid())
-    and (not o.require_mfa or private.session_aal() = 'aal2')
+    and (not o.require_mfa or (select private.session_aal()) = 'aal2')
 $$;
 
 -- Orgs where the caller holds a permission. Policies use `org_id in (select ...)` so the set is
--- computed once per statement and the org_id index does the rest.
+-- computed once per statement and the org_id index does the rest. This runs on every
+-- RLS-checked request, so it is one joined query (no per-membership calls) in plpgsql,
+-- whose plans are cached per session (a non-inlined SQL function re-plans on every call).
 create or replace function private.org_ids_with_permission(p_permission text) returns setof uuid
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
-  v_key uuid := private.api_key_id();
+  -- Parse the claims once, here, rather than through auth.uid() and friends: on this hot
+  -- path each nested call re-parses the JSON and re-plans its own body.
+  v_claims jsonb := coalesce(nullif(current_setting('request.jwt.claims', true), ''), '{}')::jsonb;
+  v_key uuid := nullif(v_claims ->> 'api_key_id', '')::uuid;
+  v_uid uuid := nullif(v_claims ->> 'sub', '')::uuid;
+  v_aal2 boolean := coalesce(v_claims ->> 'aal', 'aal1') = 'aal2';
 begin
   if v_key is not null then
     return query
@@ -171,9 +178,11 @@ begin
     select m.org_id
     from public.org_members m
     join public.orgs o on o.id = m.org_id
-    where m.user_id = (select auth.uid())
-      and (not o.require_mfa or private.session_aal() = 'aal2')
-      and p_permission = any (private.role_permissions(m.org_id, m.role));
+    left join public.builtin_roles b on b.key = m.role
+    left join public.org_roles r on r.org_id = m.org_id and r.key = m.role
+    where m.user_id = v_uid
+      and (v_aal2 or not o.require_mfa)
+      and p_permission = any (coalesce(b.permissions, r.permissions));
 end
 $$;
 
@@ -289,7 +298,7 @@ begin
       select 1 from public.org_members where org_id = v_org.id and user_id <> v_org.personal_user_id)) then
     raise exception 'a personal org has exactly one member' using errcode = '23514';
   end if;
-  if v_owners = 0 and v_members > 0 then
+  if v_owners = 0 then
     raise exception 'an org must keep at least one owner' using errcode = '23514';
   end if;
   return null;
@@ -317,19 +326,23 @@ $$;
 create trigger org_roles_valid before insert or update on public.org_roles
   for each row execute function private.check_custom_role();
 
+-- A role that members hold, or pending invitations name, keeps its key and its org.
 create or replace function private.guard_custom_role_in_use() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  if exists (select 1 from public.org_members m where m.org_id = old.org_id and m.role = old.key)
-     and (tg_op = 'DELETE' or new.key <> old.key) then
-    raise exception 'role "%" is still assigned to members; reassign them first', old.key using errcode = '23503';
+  if (tg_op = 'DELETE' or new.key <> old.key or new.org_id <> old.org_id) and (
+       exists (select 1 from public.org_members m where m.org_id = old.org_id and m.role = old.key)
+       or exists (select 1 from public.invitations i
+                  where i.org_id = old.org_id and i.role = old.key and i.accepted_at is null and i.revoked_at is null)) then
+    raise exception 'role "%" is still assigned to members or pending invitations; reassign or revoke them first', old.key
+      using errcode = '23503';
   end if;
   return coalesce(new, old);
 end
 $$;
-create trigger org_roles_in_use before update of key or delete on public.org_roles
+create trigger org_roles_in_use before update of key, org_id or delete on public.org_roles
   for each row execute function private.guard_custom_role_in_use();
 
 create or replace function private.stamp_marketing_consent() returns trigger
@@ -396,6 +409,12 @@ as $$
 declare
   v_slugs text;
 begin
+  -- Lock the team orgs this user owns first, so two co-owners deleted at once are checked
+  -- one after the other; the check below then runs on a fresh snapshot.
+  perform 1 from public.orgs o
+  where o.kind = 'team' and o.id in (select m.org_id from public.org_members m where m.user_id = old.id and m.role = 'owner')
+  order by o.id
+  for update;
   select string_agg(o.slug, ', ' order by o.slug) into v_slugs
   from public.org_members m
   join public.orgs o on o.id = m.org_id
@@ -426,7 +445,9 @@ revoke all on public.profiles, public.orgs, public.org_roles, public.org_members
 grant all on public.profiles, public.orgs, public.org_roles, public.org_members to service_role;
 grant select on public.profiles, public.orgs, public.org_roles, public.org_members to authenticated;
 grant update (display_name, avatar_url, locale, timezone, marketing_consent) on public.profiles to authenticated;
-grant insert, update, delete on public.org_roles to authenticated;
+grant insert, delete on public.org_roles to authenticated;
+-- A custom role never moves between orgs.
+grant update (key, name, description, rank, permissions) on public.org_roles to authenticated;
 
 create policy "users read their own profile and those of people in their orgs" on public.profiles
   for select to authenticated

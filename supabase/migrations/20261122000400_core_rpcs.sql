@@ -8,7 +8,7 @@ create or replace function private.slugify(p_text text) returns text
 language sql immutable
 set search_path = ''
 as $$
-  select left(btrim(regexp_replace(lower(coalesce(p_text, '')), '[^a-z0-9]+', '-', 'g'), '-'), 48)
+  select btrim(left(btrim(regexp_replace(lower(coalesce(p_text, '')), '[^a-z0-9]+', '-', 'g'), '-'), 48), '-')
 $$;
 revoke all on function private.slugify(text) from public;
 
@@ -25,11 +25,13 @@ begin
   if v_uid is null then
     raise exception 'sign in as a user to create an org' using errcode = '42501';
   end if;
-  if char_length(v_slug) < 3 then
-    v_slug := v_slug || '-' || private.random_token(3);
+  -- A derived slug is padded or suffixed with lower-case hex, which the slug check always accepts.
+  -- An explicit slug is taken as given, so the check constraint can refuse it.
+  if p_slug is null and char_length(v_slug) < 3 then
+    v_slug := ltrim(v_slug || '-' || substr(md5(private.random_token(8)), 1, 6), '-');
   end if;
   if p_slug is null and exists (select 1 from public.orgs where slug = v_slug) then
-    v_slug := v_slug || '-' || lower(private.slugify(private.random_token(4)));
+    v_slug := v_slug || '-' || substr(md5(private.random_token(8)), 1, 6);
   end if;
   begin
     insert into public.orgs (slug, name, kind, created_by)

@@ -23,8 +23,28 @@ export function createBoss(connectionString: string, opts: { role: "worker" | "p
   return boss;
 }
 
+/**
+ * pg-boss creates its SQL functions without a pinned search_path, which Supabase's advisors
+ * flag (lint 0011). Pin it after every start, since pg-boss upgrades may recreate them.
+ */
+export async function hardenBossSchema(boss: PgBoss): Promise<void> {
+  await boss.getDb().executeSql(`
+    do $$
+    declare f regprocedure;
+    begin
+      for f in
+        select p.oid::regprocedure from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = '${BOSS_SCHEMA}'
+          and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%')
+      loop
+        execute format('alter function %s set search_path = ${BOSS_SCHEMA}, pg_catalog', f);
+      end loop;
+    end $$`);
+}
+
 /** Creates every queue (idempotent) and the cron schedules. Run by the worker at start. */
 export async function ensureQueues(boss: PgBoss): Promise<void> {
+  await hardenBossSchema(boss);
   for (const name of JOB_NAMES) {
     const def = JOBS[name];
     if (!(await boss.getQueue(name))) await boss.createQueue(name, def.queue);

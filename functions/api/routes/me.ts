@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { asUser } from "../../_shared/db/client.ts";
+import { ApiError } from "../../_shared/http/errors.ts";
 import type { ApiEnv } from "../context.ts";
 import { requireAuth } from "../middleware.ts";
 import { commonErrors } from "../schemas.ts";
@@ -67,11 +68,13 @@ export function registerMe(app: OpenAPIHono<ApiEnv>) {
     const { profile, orgs } = await asUser(db, p.claims, async (tx) => ({
       profile: await tx.selectFrom("profiles")
         .select(["display_name", "avatar_url", "locale", "timezone", "marketing_consent"])
-        .where("id", "=", p.userId).executeTakeFirstOrThrow(),
+        .where("id", "=", p.userId).executeTakeFirst(),
       orgs: await tx.selectFrom("my_orgs")
         .select(["id", "slug", "name", "kind", "role", "permissions", "has_access", "blocked_reason"])
         .orderBy("kind", "desc").orderBy("name").execute(),
     }));
+    // A token outlives its user by up to its expiry; a deleted user is no longer anyone.
+    if (!profile) throw new ApiError(401, "invalid_token", "the token's user no longer exists");
     return c.json({
       kind: "user" as const,
       user_id: p.userId,

@@ -1,0 +1,89 @@
+// The generic cross-tenant test: for every table with org_id in an exposed schema, the
+// owner of one seeded org (acme) can neither read nor write the other's (globex) rows.
+// It walks the catalog, so a new table is covered the moment its migration lands; the
+// seed must give both orgs rows in every such table.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { admin, as, type TestUser } from "../helpers/db.ts";
+import { tables, type TableInfo } from "../helpers/catalog.ts";
+
+const ACME = "a0000000-0000-4000-8000-00000000a000";
+const GLOBEX = "b0000000-0000-4000-8000-00000000b000";
+// alice owns acme: the most privileged member there, so any denial is tenancy, not role.
+const alice: TestUser = { id: "a0000000-0000-4000-8000-000000000001", email: "alice@acme.test" };
+
+const tenantTables = await tables({ withOrgId: true });
+
+async function countIn(t: TableInfo, org: string): Promise<number> {
+  const { rows } = await admin.query(`select count(*)::int as n from ${t.qualified} where org_id = $1`, [org]);
+  return rows[0].n;
+}
+
+/** Runs a write as alice and returns the rows it touched, or 0 when Postgres refuses it. */
+async function attempt(sql: string, params: unknown[]): Promise<number> {
+  try {
+    return (await as(alice, (c) => c.query(sql, params))).rowCount ?? 0;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    // 42501: no grant or RLS WITH CHECK refused. Anything else would be a different failure.
+    expect(code, (err as Error).message).toBe("42501");
+    return 0;
+  }
+}
+
+describe("cross-tenant isolation, for every table with org_id", () => {
+  it("finds the tenancy tables", () => {
+    expect(tenantTables.map((t) => t.table)).toEqual(expect.arrayContaining(["org_members", "invitations", "api_keys", "org_roles"]));
+  });
+
+  describe.each(tenantTables)("$schema.$table", (t) => {
+    let before: number;
+    beforeAll(async () => {
+      before = await countIn(t, GLOBEX);
+    });
+    afterAll(async () => {
+      // Whatever was attempted, globex's rows are all still there.
+      expect(await countIn(t, GLOBEX)).toBe(before);
+    });
+
+    it("is seeded for both orgs, so the checks below are meaningful", async () => {
+      expect(await countIn(t, ACME)).toBeGreaterThan(0);
+      expect(before).toBeGreaterThan(0);
+    });
+
+    it("select: another org's rows are invisible", async () => {
+      const n = await as(alice, async (c) => {
+        try {
+          return (await c.query(`select count(*)::int as n from ${t.qualified} where org_id = $1`, [GLOBEX])).rows[0].n;
+        } catch (err) {
+          expect((err as { code?: string }).code).toBe("42501");
+          return 0;
+        }
+      });
+      expect(n).toBe(0);
+    });
+
+    it("insert: a copy of another org's row is refused", async () => {
+      const { rows } = await admin.query(`select to_jsonb(x) as row from ${t.qualified} x where org_id = $1 limit 1`, [GLOBEX]);
+      const row = rows[0].row as Record<string, unknown>;
+      // Fresh values for keys that must be unique, so only tenancy can refuse the row.
+      if ("id" in row) row.id = crypto.randomUUID();
+      if ("prefix" in row) row.prefix = `x${Date.now().toString(36)}`.slice(0, 12);
+      if ("token_hash" in row) row.token_hash = null;
+      if ("key" in row && t.table === "org_roles") row.key = `k${Date.now().toString(36)}`;
+      const inserted = await attempt(
+        `insert into ${t.qualified} select * from jsonb_populate_record(null::${t.qualified}, $1)`,
+        [JSON.stringify(row)],
+      );
+      expect(inserted).toBe(0);
+    });
+
+    it("update: another org's rows cannot be changed, nor can own rows be moved into it", async () => {
+      expect(await attempt(`update ${t.qualified} set org_id = org_id where org_id = $1`, [GLOBEX])).toBe(0);
+      expect(await attempt(`update ${t.qualified} set org_id = $1 where org_id = $2`, [GLOBEX, ACME])).toBe(0);
+    });
+
+    it("delete: another org's rows cannot be deleted", async () => {
+      expect(await attempt(`delete from ${t.qualified} where org_id = $1`, [GLOBEX])).toBe(0);
+    });
+  });
+});

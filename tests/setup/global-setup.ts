@@ -1,0 +1,62 @@
+// Starts one real stack for the whole suite (Postgres, migrations, seed, functions, worker,
+// mail sink) on free ports in a temp folder, and tears it down afterwards.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { TestProject } from "vitest/node";
+import { stackConfig } from "../../scripts/lib/env.ts";
+import { startStack } from "../../scripts/lib/stack.ts";
+import { freePort } from "./free-port.ts";
+import { startJwksServer } from "./jwks-server.ts";
+
+export interface StackInfo {
+  dbUrl: string;
+  functionsUrl: string;
+  mailUrl: string;
+  jwtSecret: string;
+  anonKey: string;
+  serviceRoleKey: string;
+  jwksPrivateJwk: Record<string, unknown>;
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    stack: StackInfo;
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "plinth-test-"));
+  const logFile = path.join(dataDir, "stack.log");
+  const jwks = await startJwksServer(await freePort());
+  const cfg = {
+    ...stackConfig({}),
+    dataDir,
+    dbPort: await freePort(),
+    functionsPort: await freePort(),
+    mailSmtpPort: await freePort(),
+    mailHttpPort: await freePort(),
+  };
+  const stack = await startStack(cfg, {
+    seed: true,
+    log: (source, line) => fs.appendFileSync(logFile, `[${source}] ${line}\n`),
+    functionsEnv: { PLINTH_JWKS_URL: jwks.url, PLINTH_MAX_BODY_BYTES: "65536" },
+  }).catch((err) => {
+    console.error(fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").slice(-4000) : "");
+    throw err;
+  });
+  project.provide("stack", {
+    dbUrl: stack.dbUrl,
+    functionsUrl: stack.functionsUrl,
+    mailUrl: stack.mailUrl,
+    jwtSecret: cfg.jwtSecret,
+    anonKey: stack.anonKey,
+    serviceRoleKey: stack.serviceRoleKey,
+    jwksPrivateJwk: jwks.privateJwk,
+  });
+  return async () => {
+    await stack.stop();
+    await jwks.close();
+    if (process.env.PLINTH_KEEP_TEST_DATA !== "1") fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+}
