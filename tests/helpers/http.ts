@@ -1,5 +1,6 @@
 // HTTP helpers for tests that call the edge functions and read the mail sink.
 import { expect, inject } from "vitest";
+import type { SunkMessage } from "../../scripts/lib/mail-sink.ts";
 
 const stack = inject("stack");
 
@@ -46,16 +47,8 @@ export function expectError(res: JsonResponse, status: number, code: string) {
   expect(typeof res.body.error.message).toBe("string");
 }
 
-export interface SinkMessage {
-  id: number;
-  messageId?: string;
-  from: string;
-  to: string[];
-  subject: string;
-  text: string;
-  html: string;
-  receivedAt: string;
-}
+/** What the mail sink's /messages returns (JSON of the sink's own records). */
+export type SinkMessage = SunkMessage;
 
 export async function mailTo(email: string): Promise<SinkMessage[]> {
   const res = await fetch(`${stack.mailUrl}/messages?to=${encodeURIComponent(email)}`);
