@@ -16,7 +16,7 @@ let url = running?.dbUrl;
 if (!url) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plinth-types-"));
   const port = cfg.dbPort + 100;
-  const pg = await startPostgres({ dir, port, password: "postgres" });
+  const pg = await startPostgres({ dir: path.join(dir, "db"), port, password: "postgres" });
   stop = async () => {
     await pg.stop();
     fs.rmSync(dir, { recursive: true, force: true });

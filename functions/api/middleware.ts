@@ -1,5 +1,7 @@
 // Authentication for api routes: a Supabase user JWT or an org API key.
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
+import type { RequestMeta } from "../_shared/db/client.ts";
 import { credentialFrom, resolvePrincipal } from "../_shared/auth/principal.ts";
 import { ApiError } from "../_shared/http/errors.ts";
 import type { ApiEnv } from "./context.ts";
@@ -19,3 +21,13 @@ export const requireUser = createMiddleware<ApiEnv>(async (c, next) => {
   }
   await next();
 });
+
+/** The request's id, client IP and user agent, recorded with the events and audit rows it causes. */
+export function requestMeta(c: Context<ApiEnv>): RequestMeta {
+  const forwarded = c.req.header("x-forwarded-for")?.split(",")[0]?.trim();
+  return {
+    id: c.get("requestId"),
+    ip: forwarded || c.req.header("x-real-ip") || undefined,
+    user_agent: c.req.header("user-agent")?.slice(0, 512),
+  };
+}

@@ -6,6 +6,7 @@ import { errorBody } from "../_shared/http/errors.ts";
 import { drainQueues } from "../_shared/jobs/runner.ts";
 import { createWorker } from "../_shared/jobs/worker-deps.ts";
 import { ensureQueues } from "../_shared/jobs/queue.ts";
+import { hasReadyEvents, requestDispatch } from "../_shared/events/pump.ts";
 
 export function createWorkerApp(env: Record<string, string | undefined>) {
   const worker = createWorker(env);
@@ -20,6 +21,8 @@ export function createWorkerApp(env: Record<string, string | undefined>) {
     }
     started ??= worker.boss.start().then(() => ensureQueues(worker.boss));
     await started;
+    // No long-lived listener here: turn pending outbox events into a dispatch job first.
+    if (await hasReadyEvents(worker.db)) await requestDispatch(worker.boss);
     const budget = Math.min(Number(c.req.query("budget_ms") ?? 50_000) || 50_000, 50_000);
     return c.json(await drainQueues(worker.boss, worker.handlers, budget));
   });

@@ -42,9 +42,10 @@ export async function startPostgres(opts: {
   const asRoot = typeof process.getuid === "function" && process.getuid() === 0;
   if (asRoot) {
     // The server runs as the "postgres" OS user, which must be able to reach the data folder
-    // (mkdtemp makes 0700 folders).
-    fs.mkdirSync(path.dirname(opts.dir), { recursive: true });
-    fs.chmodSync(path.dirname(opts.dir), 0o755);
+    // (mkdtemp makes 0700 folders). Only add read and traverse bits; never take any away.
+    const parent = path.dirname(opts.dir);
+    fs.mkdirSync(parent, { recursive: true });
+    fs.chmodSync(parent, (fs.statSync(parent).mode | 0o055) & 0o7777);
   }
   const fresh = !fs.existsSync(path.join(opts.dir, "PG_VERSION"));
   const pg = new EmbeddedPostgres({

@@ -70,8 +70,16 @@ describe("cross-tenant isolation, for every table with org_id", () => {
       if ("prefix" in row) row.prefix = `x${Date.now().toString(36)}`.slice(0, 12);
       if ("token_hash" in row) row.token_hash = null;
       if ("key" in row && t.table === "org_roles") row.key = `k${Date.now().toString(36)}`;
+      // Identity-always and generated columns cannot be given; every other column is copied.
+      const { rows: cols } = await admin.query<{ name: string }>(
+        `select quote_ident(attname) as name from pg_attribute
+         where attrelid = $1::regclass and attnum > 0 and not attisdropped and attidentity <> 'a' and attgenerated = ''
+         order by attnum`,
+        [t.qualified],
+      );
+      const list = cols.map((c) => c.name).join(", ");
       const inserted = await attempt(
-        `insert into ${t.qualified} select * from jsonb_populate_record(null::${t.qualified}, $1)`,
+        `insert into ${t.qualified} (${list}) select ${list} from jsonb_populate_record(null::${t.qualified}, $1)`,
         [JSON.stringify(row)],
       );
       expect(inserted).toBe(0);

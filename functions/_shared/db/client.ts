@@ -33,13 +33,21 @@ export interface Claims {
   [claim: string]: unknown;
 }
 
+/** Who made an api request, for the audit log and the outbox (plinth.request). */
+export interface RequestMeta {
+  id: string;
+  ip?: string;
+  user_agent?: string;
+}
+
 /** One transaction with the caller's claims and role set, exactly as PostgREST does it. */
-export function asUser<T>(db: Db, claims: Claims, fn: (tx: Tx) => Promise<T>): Promise<T> {
+export function asUser<T>(db: Db, claims: Claims, fn: (tx: Tx) => Promise<T>, request?: RequestMeta): Promise<T> {
   if (claims.role !== "authenticated" && claims.role !== "anon") {
     throw new Error(`asUser: refusing role ${String(claims.role)}`);
   }
   return db.transaction().execute(async (tx) => {
     await sql`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
+                     set_config('plinth.request', ${request ? JSON.stringify(request) : ""}, true),
                      set_config('role', ${claims.role}, true)`.execute(tx);
     return fn(tx);
   });

@@ -3,6 +3,246 @@
 export type Json = string | number | boolean | null | { [key: string]: Json | undefined } | Json[];
 
 export type Database = {
+  "notify": {
+    Tables: {
+      "audit_log": {
+        Row: {
+          "action": string;
+          "actor_api_key_id": string | null;
+          "actor_role": string;
+          "actor_user_id": string | null;
+          "after": Json | null;
+          "before": Json | null;
+          "id": string;
+          "ip": string | null;
+          "occurred_at": string;
+          "org_id": string;
+          "request_id": string | null;
+          "target_id": string | null;
+          "target_table": string;
+          "user_agent": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "action": string;
+          "actor_api_key_id"?: string | null;
+          "actor_role": string;
+          "actor_user_id"?: string | null;
+          "after"?: Json | null;
+          "before"?: Json | null;
+          "id"?: string;
+          "ip"?: string | null;
+          "occurred_at"?: string;
+          "org_id": string;
+          "request_id"?: string | null;
+          "target_id"?: string | null;
+          "target_table": string;
+          "user_agent"?: string | null;
+        };
+        Update: {
+          "action"?: string;
+          "actor_api_key_id"?: string | null;
+          "actor_role"?: string;
+          "actor_user_id"?: string | null;
+          "after"?: Json | null;
+          "before"?: Json | null;
+          "id"?: string;
+          "ip"?: string | null;
+          "occurred_at"?: string;
+          "org_id"?: string;
+          "request_id"?: string | null;
+          "target_id"?: string | null;
+          "target_table"?: string;
+          "user_agent"?: string | null;
+        };
+        Relationships: [];
+      };
+      "consumer_receipts": {
+        Row: {
+          "consumer": string;
+          "event_id": string;
+          "handled_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "consumer": string;
+          "event_id": string;
+          "handled_at"?: string;
+        };
+        Update: {
+          "consumer"?: string;
+          "event_id"?: string;
+          "handled_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "consumer_receipts_event_id_fkey";
+            columns: ["event_id"];
+            isOneToOne: false;
+            referencedRelation: "activity";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "consumer_receipts_event_id_fkey";
+            columns: ["event_id"];
+            isOneToOne: false;
+            referencedRelation: "events";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "event_types": {
+        Row: {
+          "created_at": string;
+          "description": string;
+          "module": string;
+          "schema_version": number;
+          "sensitive": boolean;
+          "type": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "description": string;
+          "module": string;
+          "schema_version"?: number;
+          "sensitive"?: boolean;
+          "type": string;
+        };
+        Update: {
+          "created_at"?: string;
+          "description"?: string;
+          "module"?: string;
+          "schema_version"?: number;
+          "sensitive"?: boolean;
+          "type"?: string;
+        };
+        Relationships: [];
+      };
+      "events": {
+        Row: {
+          "actor_api_key_id": string | null;
+          "actor_user_id": string | null;
+          "dispatch_attempts": number;
+          "dispatched_at": string | null;
+          "id": string;
+          "last_error": string | null;
+          "next_dispatch_at": string;
+          "occurred_at": string;
+          "org_id": string;
+          "payload": NonNullable<Json>;
+          "request": Json | null;
+          "schema_version": number;
+          "seq": number;
+          "subject_id": string;
+          "subject_kind": string;
+          "type": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "actor_api_key_id"?: string | null;
+          "actor_user_id"?: string | null;
+          "dispatch_attempts"?: number;
+          "dispatched_at"?: string | null;
+          "id"?: string;
+          "last_error"?: string | null;
+          "next_dispatch_at"?: string;
+          "occurred_at"?: string;
+          "org_id": string;
+          "payload"?: NonNullable<Json>;
+          "request"?: Json | null;
+          "schema_version": number;
+          "seq"?: never;
+          "subject_id": string;
+          "subject_kind": string;
+          "type": string;
+        };
+        Update: {
+          "actor_api_key_id"?: string | null;
+          "actor_user_id"?: string | null;
+          "dispatch_attempts"?: number;
+          "dispatched_at"?: string | null;
+          "id"?: string;
+          "last_error"?: string | null;
+          "next_dispatch_at"?: string;
+          "occurred_at"?: string;
+          "org_id"?: string;
+          "payload"?: NonNullable<Json>;
+          "request"?: Json | null;
+          "schema_version"?: number;
+          "seq"?: never;
+          "subject_id"?: string;
+          "subject_kind"?: string;
+          "type"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "events_type_fkey";
+            columns: ["type"];
+            isOneToOne: false;
+            referencedRelation: "event_types";
+            referencedColumns: ["type"];
+          },
+        ];
+      };
+    };
+    Views: {
+      "activity": {
+        Row: {
+          "actor_api_key_id": string | null;
+          "actor_user_id": string | null;
+          "id": string;
+          "occurred_at": string;
+          "org_id": string;
+          "payload": NonNullable<Json>;
+          "subject_id": string;
+          "subject_kind": string;
+          "type": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "actor_api_key_id"?: string | null;
+          "actor_user_id"?: string | null;
+          "id"?: string | null;
+          "occurred_at"?: string | null;
+          "org_id"?: string | null;
+          "payload"?: Json | null;
+          "subject_id"?: string | null;
+          "subject_kind"?: string | null;
+          "type"?: string | null;
+        };
+        Update: {
+          "actor_api_key_id"?: string | null;
+          "actor_user_id"?: string | null;
+          "id"?: string | null;
+          "occurred_at"?: string | null;
+          "org_id"?: string | null;
+          "payload"?: Json | null;
+          "subject_id"?: string | null;
+          "subject_kind"?: string | null;
+          "type"?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "events_type_fkey";
+            columns: ["type"];
+            isOneToOne: false;
+            referencedRelation: "event_types";
+            referencedColumns: ["type"];
+          },
+        ];
+      };
+    };
+    Functions: {
+      [_ in never]: never;
+    };
+    Enums: {
+      [_ in never]: never;
+    };
+    CompositeTypes: {
+      [_ in never]: never;
+    };
+  };
   "public": {
     Tables: {
       "api_keys": {
@@ -541,6 +781,9 @@ export type CompositeTypes<
   : never;
 
 export const Constants = {
+  "notify": {
+    Enums: {},
+  },
   "public": {
     Enums: {},
   },

@@ -4,11 +4,14 @@ import { sql } from "kysely";
 import type { Db } from "../db/client.ts";
 import { asService } from "../db/client.ts";
 import type { EmailTransport } from "../email/transport.ts";
+import { dispatchPending, type EventConsumer } from "../events/dispatcher.ts";
 import { JOBS, type JobName } from "./catalog.ts";
 
 export interface JobDeps {
   db: Db;
   email: EmailTransport;
+  /** Outbox consumers, in the order they see each event. */
+  consumers: EventConsumer[];
 }
 
 export type JobHandler = (data: unknown, jobId: string) => Promise<unknown>;
@@ -20,6 +23,10 @@ export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
       // The job id is stable across retries, so it doubles as the provider idempotency key.
       const { providerId } = await deps.email.send({ ...msg, idempotencyKey: jobId });
       return { providerId };
+    },
+    "events.dispatch": async (data) => {
+      JOBS["events.dispatch"].payload.parse(data);
+      return await dispatchPending(deps.db, deps.consumers);
     },
     "invitations.purge": async (data) => {
       JOBS["invitations.purge"].payload.parse(data);

@@ -47,8 +47,13 @@ export async function ensureQueues(boss: PgBoss): Promise<void> {
   await hardenBossSchema(boss);
   for (const name of JOB_NAMES) {
     const def = JOBS[name];
-    if (!(await boss.getQueue(name))) await boss.createQueue(name, def.queue);
-    else await boss.updateQueue(name, def.queue);
+    if (!(await boss.getQueue(name))) {
+      await boss.createQueue(name, def.queue);
+    } else {
+      // A queue's policy is fixed at creation; the rest follows the catalog.
+      const { policy: _policy, ...rest } = def.queue as typeof def.queue & { policy?: string };
+      await boss.updateQueue(name, rest);
+    }
     if ("cron" in def) await boss.schedule(name, def.cron, {}, { tz: "UTC" });
   }
 }

@@ -2,6 +2,7 @@
 import { loadConfig } from "../config.ts";
 import { createDb } from "../db/client.ts";
 import { createEmailTransport } from "../email/transport.ts";
+import { realtimeConsumer } from "../events/realtime-consumer.ts";
 import { createHandlers } from "./handlers.ts";
 import { createBoss } from "./queue.ts";
 
@@ -10,9 +11,10 @@ export function createWorker(env: Record<string, string | undefined>) {
   const { db, pool } = createDb(cfg.SUPABASE_DB_URL, cfg.PLINTH_DB_POOL_SIZE);
   const email = createEmailTransport(cfg);
   const boss = createBoss(cfg.SUPABASE_DB_URL, { role: "worker" });
-  const handlers = createHandlers({ db, email });
+  const handlers = createHandlers({ db, email, consumers: [realtimeConsumer] });
   return {
     cfg,
+    db,
     boss,
     handlers,
     async close() {

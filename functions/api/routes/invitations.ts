@@ -4,7 +4,7 @@ import { asUser } from "../../_shared/db/client.ts";
 import { renderInvitationEmail } from "../../_shared/email/templates.ts";
 import { enqueue } from "../../_shared/jobs/queue.ts";
 import type { ApiEnv } from "../context.ts";
-import { requireAuth, requireUser } from "../middleware.ts";
+import { requestMeta, requireAuth, requireUser } from "../middleware.ts";
 import { commonErrors, UuidParam } from "../schemas.ts";
 
 const InviteBody = z
@@ -69,7 +69,7 @@ export function registerInvitations(app: OpenAPIHono<ApiEnv>) {
       });
       await enqueue(jobs, tx, "email.send", { to: body.email, ...mail });
       return inv;
-    });
+    }, requestMeta(c));
     return c.json({
       invitation_id: invitation.invitation_id,
       email: body.email,

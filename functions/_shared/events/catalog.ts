@@ -1,0 +1,48 @@
+// Payload schemas of every event type in notify.event_types. Consumers (webhooks, notifications,
+// clients) can rely on these shapes; a test checks this list against the database catalog.
+import { z } from "zod";
+
+const uuid = z.string().uuid();
+
+export const EVENT_PAYLOADS = {
+  "org.created": z.object({ name: z.string(), slug: z.string() }),
+  "org.updated": z.object({ name: z.string(), slug: z.string(), require_mfa: z.boolean(), changed: z.array(z.string()) }),
+  "member.invited": z.object({ invitation_id: uuid, email: z.string(), role: z.string(), expires_at: z.string() }),
+  "member.joined": z.object({ user_id: uuid, role: z.string() }),
+  "member.role_changed": z.object({ user_id: uuid, old_role: z.string(), new_role: z.string() }),
+  "member.removed": z.object({ user_id: uuid, role: z.string() }),
+  "api_key.created": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string(), scopes: z.array(z.string()) }),
+  "api_key.revoked": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string() }),
+} as const satisfies Record<string, z.ZodType>;
+
+export type EventType = keyof typeof EVENT_PAYLOADS;
+export const EVENT_TYPES = Object.keys(EVENT_PAYLOADS) as EventType[];
+
+/** An outbox row as consumers receive it. */
+export interface OutboxEvent {
+  id: string;
+  seq: number;
+  org_id: string;
+  type: string;
+  schema_version: number;
+  subject_kind: string;
+  subject_id: string;
+  actor_user_id: string | null;
+  actor_api_key_id: string | null;
+  payload: Record<string, unknown>;
+  occurred_at: string;
+}
+
+/** The envelope external consumers (webhooks, realtime clients) see. */
+export function envelope(e: OutboxEvent) {
+  return {
+    id: e.id,
+    type: e.type,
+    schema_version: e.schema_version,
+    org_id: e.org_id,
+    subject: { kind: e.subject_kind, id: e.subject_id },
+    actor: e.actor_user_id ? { kind: "user", id: e.actor_user_id } : e.actor_api_key_id ? { kind: "api_key", id: e.actor_api_key_id } : null,
+    occurred_at: e.occurred_at,
+    data: e.payload,
+  };
+}
