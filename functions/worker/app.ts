@@ -19,7 +19,11 @@ export function createWorkerApp(env: Record<string, string | undefined>) {
     if (!key || !timingSafeEqual(given, key)) {
       return c.json(errorBody("unauthorized", "the worker is called with the service-role key only"), 401);
     }
-    started ??= worker.boss.start().then(() => ensureQueues(worker.boss));
+    // A failed start (a database blip) must not poison the isolate: forget it and retry next call.
+    started ??= worker.boss.start().then(() => ensureQueues(worker.boss)).catch((err) => {
+      started = undefined;
+      throw err;
+    });
     await started;
     // No long-lived listener here: turn pending outbox events into a dispatch job first.
     if (await hasReadyEvents(worker.db)) await requestDispatch(worker.boss);

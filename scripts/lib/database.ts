@@ -42,6 +42,11 @@ export async function runSqlFiles(url: string, dir: string): Promise<void> {
 export const applyPlatform = (url: string) => runSqlFiles(url, path.join(ROOT, "sql/platform"));
 export const applySeed = (url: string) => runSqlFiles(url, path.join(ROOT, "sql/seed"));
 
+/** Whether the demo data is in (the seed's first org exists). */
+export async function isSeeded(url: string): Promise<boolean> {
+  return await withClient(url, async (c) => (await c.query("select exists (select 1 from public.orgs where slug = 'acme') as ok")).rows[0].ok);
+}
+
 export function supabaseBin(): string {
   return path.join(ROOT, "node_modules/.bin/supabase");
 }

@@ -14,6 +14,15 @@ function asPostgres(cmd: string, args: string[]) {
 
 export async function startPostgres15(port: number): Promise<{ url: string; stop(): Promise<void> }> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), "plinth-pg15-"));
+  try {
+    return startIn(base, port);
+  } catch (err) {
+    fs.rmSync(base, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function startIn(base: string, port: number): { url: string; stop(): Promise<void> } {
   fs.chmodSync(base, 0o777);
   const dir = path.join(base, "data");
   const pwFile = path.join(base, "pw");

@@ -3,7 +3,7 @@
 // `npm start` and the test suite both use this.
 import fs from "node:fs";
 import path from "node:path";
-import { applyMigrations, applyPlatform, applySeed } from "./database.ts";
+import { applyMigrations, applyPlatform, applySeed, isSeeded } from "./database.ts";
 import { databaseUrl, ROOT, type StackConfig } from "./env.ts";
 import { projectKeys } from "./keys.ts";
 import { startMailSink, type MailSink } from "./mail-sink.ts";
@@ -44,7 +44,8 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
     opts.log("stack", fresh ? "new database: applying platform, migrations and seed" : "applying pending migrations");
     await applyPlatform(dbUrl);
     await applyMigrations(dbUrl);
-    if (fresh && opts.seed) await applySeed(dbUrl);
+    // Seed by content, not by a fresh folder: a first start that failed after initdb still gets it.
+    if (opts.seed && !(await isSeeded(dbUrl))) await applySeed(dbUrl);
 
     const mail = await startMailSink({ smtpPort: cfg.mailSmtpPort, httpPort: cfg.mailHttpPort });
     stops.push(() => mail.close());

@@ -213,7 +213,7 @@ as $$
                    where m.org_id = p_org_id and m.user_id = (select auth.uid())), '{}'::text[])
 $$;
 
--- Raised by RPCs; SQLSTATE 42501 maps to HTTP 403 in PostgREST.
+-- Raised by RPCs. PostgREST maps SQLSTATE 42501 to HTTP 403 and PT404 to 404.
 create or replace function private.require_permission(p_org_id uuid, p_permission text) returns void
 language plpgsql stable security definer
 set search_path = ''
@@ -223,7 +223,7 @@ begin
     raise exception 'sign in as a user to do this' using errcode = '42501';
   end if;
   if not exists (select 1 from public.orgs o where o.id = p_org_id and o.id in (select private.member_org_ids())) then
-    raise exception 'org not found' using errcode = 'P0002';
+    raise exception 'org not found' using errcode = 'PT404';
   end if;
   if not private.has_permission(p_org_id, p_permission) then
     if exists (select 1 from public.orgs o where o.id = p_org_id and o.require_mfa) and private.session_aal() <> 'aal2' then
@@ -244,7 +244,7 @@ declare
 begin
   select o.kind into v_kind from public.orgs o where o.id = p_org_id for update;
   if v_kind is null then
-    raise exception 'org not found' using errcode = 'P0002';
+    raise exception 'org not found' using errcode = 'PT404';
   end if;
   return v_kind;
 end
@@ -261,15 +261,21 @@ grant execute on function private.role_rank(uuid, text), private.role_permission
   to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
--- Integrity triggers: they hold for every writer, the service role included.
+-- Integrity triggers: they hold for every writer, the service role included. They are
+-- security definer because they must see every row whoever writes: GoTrue's own role at
+-- signup, or a client whose RLS hides other members (a deferred trigger runs as the role
+-- that commits).
 -- ---------------------------------------------------------------------------
 
 create or replace function private.check_member_role() returns trigger
-language plpgsql
+language plpgsql security definer
 set search_path = ''
 as $$
 begin
-  if private.role_rank(new.org_id, new.role) is null then
+  -- Key-share lock on a custom role, so a concurrent delete of it waits for this assignment
+  -- (and then sees it through guard_custom_role_in_use).
+  if not exists (select 1 from public.builtin_roles b where b.key = new.role)
+     and not exists (select 1 from public.org_roles r where r.org_id = new.org_id and r.key = new.role for key share) then
     raise exception 'unknown role "%" for this org', new.role using errcode = '22023';
   end if;
   return new;
@@ -280,7 +286,7 @@ create trigger org_members_role_exists before insert or update of role on public
 
 -- Checked at commit, so a transfer that briefly has two owners (or one) passes.
 create or replace function private.check_org_membership() returns trigger
-language plpgsql
+language plpgsql security definer
 set search_path = ''
 as $$
 declare
@@ -308,7 +314,7 @@ create constraint trigger org_members_invariants after insert or update or delet
   deferrable initially deferred for each row execute function private.check_org_membership();
 
 create or replace function private.check_custom_role() returns trigger
-language plpgsql
+language plpgsql security definer
 set search_path = ''
 as $$
 declare
@@ -328,7 +334,7 @@ create trigger org_roles_valid before insert or update on public.org_roles
 
 -- A role that members hold, or pending invitations name, keeps its key and its org.
 create or replace function private.guard_custom_role_in_use() returns trigger
-language plpgsql
+language plpgsql security definer
 set search_path = ''
 as $$
 begin
@@ -386,8 +392,8 @@ begin
   end if;
   insert into public.profiles (id, display_name, avatar_url, locale, timezone, marketing_consent, marketing_consent_at)
   values (new.id, left(v_name, 100), left(v_meta ->> 'avatar_url', 2048), v_locale, v_tz,
-          coalesce((v_meta ->> 'marketing_consent')::boolean, false),
-          case when (v_meta ->> 'marketing_consent')::boolean then now() end);
+          coalesce(v_meta -> 'marketing_consent' = 'true'::jsonb, false),
+          case when v_meta -> 'marketing_consent' = 'true'::jsonb then now() end);
 
   insert into public.orgs (slug, name, kind, personal_user_id, created_by)
   values ('personal-' || replace(new.id::text, '-', ''), left(v_name, 100), 'personal', new.id, new.id)

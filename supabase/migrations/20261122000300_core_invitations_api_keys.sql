@@ -104,3 +104,28 @@ as $$
 $$;
 revoke all on function private.purge_dead_invitations(interval) from public;
 grant execute on function private.purge_dead_invitations(interval) to service_role;
+
+-- Issues a fresh token for a pending invitation and returns it with what its email needs.
+-- The invitation email job calls it just before sending, so the plain token lives only in
+-- the email (never in a job payload). Service role only.
+create or replace function private.reissue_invitation_token(p_invitation_id uuid)
+returns table (token text, email text, role text, expires_at timestamptz, org_name text, inviter_name text)
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_token text := private.random_token(32);
+begin
+  return query
+    with updated as (
+      update public.invitations i set token_hash = private.token_hash(v_token)
+      where i.id = p_invitation_id and i.accepted_at is null and i.revoked_at is null and i.expires_at > now()
+      returning i.org_id, i.email, i.role, i.expires_at, i.invited_by)
+    select v_token, u.email, u.role, u.expires_at, o.name, p.display_name
+    from updated u
+    join public.orgs o on o.id = u.org_id
+    left join public.profiles p on p.id = u.invited_by;
+end
+$$;
+revoke all on function private.reissue_invitation_token(uuid) from public;
+grant execute on function private.reissue_invitation_token(uuid) to service_role;

@@ -130,7 +130,7 @@ begin
   end if;
   v_target_role := private.member_role(p_org_id, p_target);
   if v_target_role is null then
-    raise exception 'that user is not a member of this org' using errcode = 'P0002';
+    raise exception 'that user is not a member of this org' using errcode = 'PT404';
   end if;
   if private.role_rank(p_org_id, v_target_role) > private.my_rank(p_org_id) then
     raise exception 'you cannot act on a member whose role outranks yours' using errcode = '42501';
@@ -167,6 +167,9 @@ begin
   end if;
   if v_rank > private.my_rank(p_org_id) then
     raise exception 'you cannot grant a role that outranks your own' using errcode = '42501';
+  end if;
+  if not private.role_permissions(p_org_id, p_role) <@ private.my_permissions(p_org_id) then
+    raise exception 'you cannot grant a role with permissions you do not hold' using errcode = '42501';
   end if;
   if v_old = 'owner' and p_role <> 'owner' then
     perform private.assert_other_owner(p_org_id, p_user_id);
@@ -206,7 +209,7 @@ begin
   end if;
   v_role := private.member_role(p_org_id, v_uid);
   if v_role is null then
-    raise exception 'org not found' using errcode = 'P0002';
+    raise exception 'org not found' using errcode = 'PT404';
   end if;
   if private.lock_org(p_org_id) <> 'team' then
     raise exception 'you cannot leave your personal org' using errcode = '42501';
@@ -238,7 +241,7 @@ begin
     raise exception 'you already own this org' using errcode = '22023';
   end if;
   if private.member_role(p_org_id, p_new_owner) is null then
-    raise exception 'the new owner must already be a member' using errcode = 'P0002';
+    raise exception 'the new owner must already be a member' using errcode = 'PT404';
   end if;
   update public.org_members set role = 'owner' where org_id = p_org_id and user_id = p_new_owner;
   update public.org_members set role = 'admin' where org_id = p_org_id and user_id = v_uid;
@@ -274,6 +277,9 @@ begin
   if v_rank > private.my_rank(p_org_id) then
     raise exception 'you cannot invite with a role that outranks your own' using errcode = '42501';
   end if;
+  if not private.role_permissions(p_org_id, p_role) <@ private.my_permissions(p_org_id) then
+    raise exception 'you cannot invite with a role that has permissions you do not hold' using errcode = '42501';
+  end if;
   if p_expires_in < interval '1 hour' or p_expires_in > interval '30 days' then
     raise exception 'an invitation expires between 1 hour and 30 days from now' using errcode = '22023';
   end if;
@@ -304,9 +310,16 @@ begin
   if v_uid is null then
     raise exception 'sign in to accept an invitation' using errcode = '42501';
   end if;
-  select * into v_inv from public.invitations where token_hash = private.token_hash(p_token) for update;
+  -- Org first, then the invitation: the same lock order as invite_member, so a re-invite
+  -- racing an accept waits instead of deadlocking.
+  select * into v_inv from public.invitations where token_hash = private.token_hash(p_token);
   if v_inv.id is null then
-    raise exception 'invitation not found' using errcode = 'P0002';
+    raise exception 'invitation not found' using errcode = 'PT404';
+  end if;
+  perform private.lock_org(v_inv.org_id);
+  select * into v_inv from public.invitations where id = v_inv.id for update;
+  if v_inv.id is null then
+    raise exception 'invitation not found' using errcode = 'PT404';
   end if;
   if v_inv.accepted_at is not null then
     raise exception 'this invitation has already been used' using errcode = '22023';
@@ -324,7 +337,6 @@ begin
   if v_email <> v_inv.email then
     raise exception 'this invitation was sent to a different email address' using errcode = '42501';
   end if;
-  perform private.lock_org(v_inv.org_id);
   if private.member_role(v_inv.org_id, v_uid) is not null then
     raise exception 'you are already a member of this org' using errcode = '23505';
   end if;
@@ -345,7 +357,7 @@ declare
 begin
   select * into v_inv from public.invitations where id = p_invitation_id;
   if v_inv.id is null then
-    raise exception 'invitation not found' using errcode = 'P0002';
+    raise exception 'invitation not found' using errcode = 'PT404';
   end if;
   perform private.require_permission(v_inv.org_id, 'members.manage');
   update public.invitations set revoked_at = now()
@@ -402,7 +414,7 @@ declare
 begin
   select k.org_id into v_org from public.api_keys k where k.id = p_api_key_id;
   if v_org is null then
-    raise exception 'API key not found' using errcode = 'P0002';
+    raise exception 'API key not found' using errcode = 'PT404';
   end if;
   perform private.require_permission(v_org, 'api_keys.manage');
   update public.api_keys set revoked_at = now() where id = p_api_key_id and revoked_at is null;

@@ -117,12 +117,12 @@ describe("create_api_key", () => {
     expect(rows[0].n).toBe(0);
   });
 
-  it("members and viewers cannot create keys (42501); strangers get P0002", async () => {
+  it("members and viewers cannot create keys (42501); strangers get PT404", async () => {
     const team = await createTeam();
     const stranger = await createUser();
     await expectSqlError(createKey(team.member, team.orgId, ["content.read"]), "42501", /api_keys\.manage/);
     await expectSqlError(createKey(team.viewer, team.orgId, ["content.read"]), "42501", /api_keys\.manage/);
-    await expectSqlError(createKey(stranger, team.orgId, ["content.read"]), "P0002");
+    await expectSqlError(createKey(stranger, team.orgId, ["content.read"]), "PT404");
     const { rows } = await admin.query("select count(*)::int as n from public.api_keys where org_id = $1", [team.orgId]);
     expect(rows[0].n).toBe(0);
   });
@@ -211,19 +211,19 @@ describe("revoke_api_key", () => {
     expect((await keyRow(k.api_key_id)).revoked_at.getTime()).toBe(revokedAt.getTime());
   });
 
-  it("members and viewers cannot revoke (42501); strangers get P0002", async () => {
+  it("members and viewers cannot revoke (42501); strangers get PT404", async () => {
     const team = await createTeam();
     const stranger = await createUser();
     const k = await createKey(team.admin, team.orgId, ["content.read"]);
     await expectSqlError(rpc(team.member, "revoke_api_key", { p_api_key_id: k.api_key_id }), "42501");
     await expectSqlError(rpc(team.viewer, "revoke_api_key", { p_api_key_id: k.api_key_id }), "42501");
-    await expectSqlError(rpc(stranger, "revoke_api_key", { p_api_key_id: k.api_key_id }), "P0002");
+    await expectSqlError(rpc(stranger, "revoke_api_key", { p_api_key_id: k.api_key_id }), "PT404");
     expect((await keyRow(k.api_key_id)).revoked_at).toBeNull();
   });
 
-  it("an unknown id fails with P0002", async () => {
+  it("an unknown id fails with PT404", async () => {
     const team = await createTeam();
-    await expectSqlError(rpc(team.admin, "revoke_api_key", { p_api_key_id: randomUUID() }), "P0002", /not found/);
+    await expectSqlError(rpc(team.admin, "revoke_api_key", { p_api_key_id: randomUUID() }), "PT404", /not found/);
   });
 });
 

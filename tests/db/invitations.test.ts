@@ -56,12 +56,12 @@ describe("invite_member", () => {
     expect((await invitationRow(inv.invitation_id)).email).toBe(email.toLowerCase());
   });
 
-  it("members and viewers cannot invite (42501); strangers do not see the org (P0002)", async () => {
+  it("members and viewers cannot invite (42501); strangers do not see the org (PT404)", async () => {
     const team = await createTeam();
     const stranger = await createUser();
     await expectSqlError(invite(team.member, team.orgId, freshEmail()), "42501", /members\.manage/);
     await expectSqlError(invite(team.viewer, team.orgId, freshEmail()), "42501", /members\.manage/);
-    await expectSqlError(invite(stranger, team.orgId, freshEmail()), "P0002");
+    await expectSqlError(invite(stranger, team.orgId, freshEmail()), "PT404");
     const { rows } = await admin.query("select count(*)::int as n from public.invitations where org_id = $1", [team.orgId]);
     expect(rows[0].n).toBe(0);
   });
@@ -195,10 +195,10 @@ describe("accept_invitation", () => {
     expect(await roleOf(team.orgId, invitee.id)).toBeUndefined();
   });
 
-  it("a bogus token fails with P0002", async () => {
+  it("a bogus token fails with PT404", async () => {
     const user = await createUser();
-    await expectSqlError(rpc(user, "accept_invitation", { p_token: "no-such-token-" + randomUUID() }), "P0002", /not found/);
-    await expectSqlError(rpc(user, "accept_invitation", { p_token: "" }), "P0002");
+    await expectSqlError(rpc(user, "accept_invitation", { p_token: "no-such-token-" + randomUUID() }), "PT404", /not found/);
+    await expectSqlError(rpc(user, "accept_invitation", { p_token: "" }), "PT404");
   });
 
   it("anon cannot call it", async () => {
@@ -262,11 +262,11 @@ describe("revoke_invitation", () => {
     expect((await invitationRow(inv.invitation_id)).revoked_at).toBeNull();
   });
 
-  it("a stranger gets P0002, as for an unknown id", async () => {
+  it("a stranger gets PT404, as for an unknown id", async () => {
     const team = await createTeam();
     const stranger = await createUser();
     const inv = await invite(team.admin, team.orgId, freshEmail());
-    await expectSqlError(rpc(stranger, "revoke_invitation", { p_invitation_id: inv.invitation_id }), "P0002");
+    await expectSqlError(rpc(stranger, "revoke_invitation", { p_invitation_id: inv.invitation_id }), "PT404");
     expect((await invitationRow(inv.invitation_id)).revoked_at).toBeNull();
   });
 
@@ -284,9 +284,9 @@ describe("revoke_invitation", () => {
     expect((await invitationRow(accepted.invitation_id)).revoked_at).toBeNull();
   });
 
-  it("an unknown id fails with P0002", async () => {
+  it("an unknown id fails with PT404", async () => {
     const team = await createTeam();
-    await expectSqlError(rpc(team.admin, "revoke_invitation", { p_invitation_id: randomUUID() }), "P0002", /not found/);
+    await expectSqlError(rpc(team.admin, "revoke_invitation", { p_invitation_id: randomUUID() }), "PT404", /not found/);
   });
 });
 

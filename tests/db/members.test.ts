@@ -135,11 +135,11 @@ describe("remove_member", () => {
     expect(await roleOf(t.orgId, t.owner.id)).toBe("owner");
   });
 
-  it("removing someone who is not a member gives P0002", async () => {
+  it("removing someone who is not a member gives PT404", async () => {
     const t = await createTeam("Remove stranger");
     const stranger = await createUser();
     const before = await rolesIn(t.orgId);
-    await expectSqlError(rpc(t.admin, "remove_member", { p_org_id: t.orgId, p_user_id: stranger.id }), "P0002", /not a member/);
+    await expectSqlError(rpc(t.admin, "remove_member", { p_org_id: t.orgId, p_user_id: stranger.id }), "PT404", /not a member/);
     expect(await rolesIn(t.orgId)).toEqual(before);
     expect(await roleOf((await personalOrgId(stranger.id))!, stranger.id)).toBe("owner");
   });
@@ -193,11 +193,11 @@ describe("transfer_ownership", () => {
     expect(await rolesIn(t.orgId)).toEqual(before);
   });
 
-  it("refuses a new owner who is not a member (P0002)", async () => {
+  it("refuses a new owner who is not a member (PT404)", async () => {
     const t = await createTeam("Transfer stranger");
     const stranger = await createUser();
     const before = await rolesIn(t.orgId);
-    await expectSqlError(rpc(t.owner, "transfer_ownership", { p_org_id: t.orgId, p_new_owner: stranger.id }), "P0002", /member/);
+    await expectSqlError(rpc(t.owner, "transfer_ownership", { p_org_id: t.orgId, p_new_owner: stranger.id }), "PT404", /member/);
     expect(await rolesIn(t.orgId)).toEqual(before);
   });
 });

@@ -126,10 +126,10 @@ describe("update_org", () => {
     expect(await orgRow(team.orgId)).toEqual(before);
   });
 
-  it("a stranger gets P0002 (the org does not exist for them)", async () => {
+  it("a stranger gets PT404 (the org does not exist for them)", async () => {
     const stranger = await createUser();
     const before = await orgRow(team.orgId);
-    await expectSqlError(rpc(stranger, "update_org", { p_org_id: team.orgId, p_name: "Hijacked" }), "P0002", /not found/);
+    await expectSqlError(rpc(stranger, "update_org", { p_org_id: team.orgId, p_name: "Hijacked" }), "PT404", /not found/);
     expect(await orgRow(team.orgId)).toEqual(before);
   });
 
@@ -191,7 +191,7 @@ describe("delete_org", () => {
     const t = await createTeam("Member delete");
     const stranger = await createUser();
     await expectSqlError(rpc(t.member, "delete_org", { p_org_id: t.orgId, p_confirm_slug: t.slug }), "42501");
-    await expectSqlError(rpc(stranger, "delete_org", { p_org_id: t.orgId, p_confirm_slug: t.slug }), "P0002");
+    await expectSqlError(rpc(stranger, "delete_org", { p_org_id: t.orgId, p_confirm_slug: t.slug }), "PT404");
     expect(await orgRow(t.orgId)).toBeDefined();
   });
 

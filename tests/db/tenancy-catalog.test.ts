@@ -86,7 +86,15 @@ describe("cross-tenant isolation, for every table with org_id", () => {
     });
 
     it("update: another org's rows cannot be changed, nor can own rows be moved into it", async () => {
-      expect(await attempt(`update ${t.qualified} set org_id = org_id where org_id = $1`, [GLOBEX])).toBe(0);
+      // Update a column the client may update at all, so RLS (not a missing grant) must refuse.
+      const { rows } = await admin.query<{ column_name: string }>(
+        `select column_name from information_schema.column_privileges
+         where grantee = 'authenticated' and privilege_type = 'UPDATE' and table_schema = $1 and table_name = $2
+         order by column_name limit 1`,
+        [t.schema, t.table],
+      );
+      const col = rows[0]?.column_name ?? "org_id";
+      expect(await attempt(`update ${t.qualified} set "${col}" = "${col}" where org_id = $1`, [GLOBEX])).toBe(0);
       expect(await attempt(`update ${t.qualified} set org_id = $1 where org_id = $2`, [GLOBEX, ACME])).toBe(0);
     });
 

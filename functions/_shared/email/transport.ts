@@ -22,7 +22,13 @@ export function createEmailTransport(cfg: Config): EmailTransport {
 }
 
 function smtpTransport(cfg: Config): EmailTransport {
-  const transporter = nodemailer.createTransport(cfg.SMTP_URL);
+  // Bounded waits: nodemailer's defaults are minutes, longer than a job's expiry.
+  const transporter = nodemailer.createTransport({
+    url: cfg.SMTP_URL,
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 20_000,
+  });
   return {
     async send(email) {
       const info = await transporter.sendMail({

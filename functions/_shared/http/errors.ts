@@ -19,7 +19,7 @@ export function errorBody(code: string, message: string, details?: unknown) {
 /** SQLSTATEs our RPCs raise on purpose, and the HTTP answer each deserves. */
 const SQLSTATE_TO_HTTP: Record<string, [ContentfulStatusCode, string]> = {
   "42501": [403, "forbidden"],
-  P0002: [404, "not_found"],
+  PT404: [404, "not_found"],
   "22023": [400, "invalid_request"],
   "22P02": [400, "invalid_request"],
   "22001": [400, "invalid_request"],

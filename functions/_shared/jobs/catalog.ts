@@ -10,6 +10,7 @@ export const EmailSendPayload = z.object({
   text: z.string().min(1),
 });
 
+export const InvitationSendPayload = z.object({ invitation_id: z.string().uuid() }).strict();
 export const InvitationsPurgePayload = z.object({}).strict();
 export const EventsDispatchPayload = z.object({}).strict();
 
@@ -23,6 +24,10 @@ export const JOBS = {
     payload: EventsDispatchPayload,
     // One queued and one running at most: a burst of events coalesces into one more pass.
     queue: { policy: "stately", retryLimit: 5, retryDelay: 5, expireInSeconds: 300 },
+  },
+  "invitation.send": {
+    payload: InvitationSendPayload,
+    queue: { retryLimit: 8, retryDelay: 15, retryBackoff: true, retryDelayMax: 900, expireInSeconds: 120 },
   },
   "invitations.purge": {
     payload: InvitationsPurgePayload,

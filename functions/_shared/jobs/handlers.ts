@@ -4,12 +4,15 @@ import { sql } from "kysely";
 import type { Db } from "../db/client.ts";
 import { asService } from "../db/client.ts";
 import type { EmailTransport } from "../email/transport.ts";
+import { renderInvitationEmail } from "../email/templates.ts";
 import { dispatchPending, type EventConsumer } from "../events/dispatcher.ts";
 import { JOBS, type JobName } from "./catalog.ts";
 
 export interface JobDeps {
   db: Db;
   email: EmailTransport;
+  /** Where links in emails point (PLINTH_APP_URL). */
+  appUrl: string;
   /** Outbox consumers, in the order they see each event. */
   consumers: EventConsumer[];
 }
@@ -27,6 +30,28 @@ export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
     "events.dispatch": async (data) => {
       JOBS["events.dispatch"].payload.parse(data);
       return await dispatchPending(deps.db, deps.consumers);
+    },
+    "invitation.send": async (data, jobId) => {
+      const { invitation_id } = JOBS["invitation.send"].payload.parse(data);
+      // A fresh token per attempt, committed only if the email went out: an earlier attempt's
+      // link stops working, and no token is ever stored in plain text.
+      return await asService(deps.db, async (tx) => {
+        const { rows } = await sql<{ token: string; email: string; role: string; expires_at: string; org_name: string; inviter_name: string | null }>`
+          select * from private.reissue_invitation_token(${invitation_id})`.execute(tx);
+        const inv = rows[0];
+        if (!inv) return { skipped: "invitation is no longer pending" };
+        const acceptUrl = new URL("/invitations/accept", deps.appUrl);
+        acceptUrl.searchParams.set("token", inv.token);
+        const mail = renderInvitationEmail({
+          orgName: inv.org_name,
+          inviterName: inv.inviter_name ?? "A teammate",
+          role: inv.role,
+          acceptUrl: acceptUrl.toString(),
+          expiresAt: inv.expires_at,
+        });
+        const { providerId } = await deps.email.send({ to: inv.email, ...mail, idempotencyKey: jobId });
+        return { providerId };
+      });
     },
     "invitations.purge": async (data) => {
       JOBS["invitations.purge"].payload.parse(data);

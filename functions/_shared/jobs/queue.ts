@@ -74,11 +74,11 @@ export async function enqueue<N extends JobName>(
   // step out of it for the insert and back in, still inside the same transaction.
   const { rows } = await sql<{ role: string }>`select current_setting('role') as role`.execute(tx);
   await sql`set local role none`.execute(tx);
-  try {
-    return await (await boss.ready()).send(name, payload, { ...opts, db: fromKysely(tx) });
-  } finally {
-    await sql`select set_config('role', ${rows[0].role}, true)`.execute(tx);
-  }
+  // No finally: if the insert fails the transaction is aborted anyway, and a restore attempt
+  // would only replace the real error with "current transaction is aborted".
+  const id = await (await boss.ready()).send(name, payload, { ...opts, db: fromKysely(tx) });
+  await sql`select set_config('role', ${rows[0].role}, true)`.execute(tx);
+  return id;
 }
 
 /** A producer-mode pg-boss, started on first use (an edge isolate may never enqueue). */

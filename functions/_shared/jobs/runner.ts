@@ -41,7 +41,10 @@ export async function drainQueues(boss: PgBoss, handlers: Handlers, budgetMs: nu
   while (progressed && Date.now() < deadline) {
     progressed = false;
     for (const name of JOB_NAMES) {
-      const jobs = await boss.fetch(name, { batchSize: 5 });
+      if (Date.now() >= deadline) break;
+      // One job at a time, so the budget is checked before each: an edge isolate killed mid-batch
+      // would leave fetched jobs active until they expire.
+      const jobs = await boss.fetch(name, { batchSize: 1 });
       for (const job of jobs) {
         progressed = true;
         try {

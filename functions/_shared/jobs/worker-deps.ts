@@ -11,7 +11,7 @@ export function createWorker(env: Record<string, string | undefined>) {
   const { db, pool } = createDb(cfg.SUPABASE_DB_URL, cfg.PLINTH_DB_POOL_SIZE);
   const email = createEmailTransport(cfg);
   const boss = createBoss(cfg.SUPABASE_DB_URL, { role: "worker" });
-  const handlers = createHandlers({ db, email, consumers: [realtimeConsumer] });
+  const handlers = createHandlers({ db, email, appUrl: cfg.PLINTH_APP_URL, consumers: [realtimeConsumer] });
   return {
     cfg,
     db,

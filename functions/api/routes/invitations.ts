@@ -1,7 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "kysely";
 import { asUser } from "../../_shared/db/client.ts";
-import { renderInvitationEmail } from "../../_shared/email/templates.ts";
 import { enqueue } from "../../_shared/jobs/queue.ts";
 import type { ApiEnv } from "../context.ts";
 import { requestMeta, requireAuth, requireUser } from "../middleware.ts";
@@ -45,30 +44,18 @@ export function registerInvitations(app: OpenAPIHono<ApiEnv>) {
   app.openapi(route, async (c) => {
     const { org_id } = c.req.valid("param");
     const body = c.req.valid("json");
-    const { db, jobs, cfg } = c.get("deps");
+    const { db, jobs } = c.get("deps");
     const principal = c.get("principal");
 
-    // The invitation and its email job commit together or not at all.
+    // The invitation and its email job commit together or not at all. The job carries only
+    // the id: it issues the token itself when it sends, so no plain token sits in the queue.
     const invitation = await asUser(db, principal.claims, async (tx) => {
-      const { rows } = await sql<{ invitation_id: string; token: string; expires_at: string }>`
-        select invitation_id, token, expires_at
+      const { rows } = await sql<{ invitation_id: string; expires_at: string }>`
+        select invitation_id, expires_at
         from public.invite_member(${org_id}, ${body.email}, ${body.role}, make_interval(hours => ${body.expires_in_hours}))`
         .execute(tx);
-      const inv = rows[0];
-      const org = await tx.selectFrom("orgs").select("name").where("id", "=", org_id).executeTakeFirstOrThrow();
-      const inviter = await tx.selectFrom("profiles").select("display_name")
-        .where("id", "=", principal.kind === "user" ? principal.userId : "").executeTakeFirst();
-      const acceptUrl = new URL("/invitations/accept", cfg.PLINTH_APP_URL);
-      acceptUrl.searchParams.set("token", inv.token);
-      const mail = renderInvitationEmail({
-        orgName: org.name,
-        inviterName: inviter?.display_name ?? "A teammate",
-        role: body.role,
-        acceptUrl: acceptUrl.toString(),
-        expiresAt: inv.expires_at,
-      });
-      await enqueue(jobs, tx, "email.send", { to: body.email, ...mail });
-      return inv;
+      await enqueue(jobs, tx, "invitation.send", { invitation_id: rows[0].invitation_id });
+      return rows[0];
     }, requestMeta(c));
     return c.json({
       invitation_id: invitation.invitation_id,
