@@ -21,8 +21,10 @@ const types = {
 
 export function createDb(connectionString: string, max = 5): { db: Db; pool: pg.Pool } {
   const pool = new pg.Pool({ connectionString, max, types, idleTimeoutMillis: 10_000 });
-  // A dropped idle connection must not crash the process; the pool replaces it.
+  // A dropped connection must not crash the process: idle ones are replaced by the pool, and
+  // a checked-out one fails its query (which rejects) and also emits "error" on the client.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   return { db: new Kysely<DB>({ dialect: new PostgresDialect({ pool }) }), pool };
 }
 

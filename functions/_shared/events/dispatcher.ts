@@ -23,13 +23,21 @@ const MAX_BACKOFF_SECONDS = 3600;
 
 const BATCH = 100;
 
-export async function dispatchBatch(db: Db, consumers: EventConsumer[], limit = BATCH): Promise<DispatchResult> {
+export interface DispatchOptions {
+  limit?: number;
+  /** The dispatcher's clock (tests pass a later time to reach events held back from the worker). */
+  now?: Date;
+}
+
+export async function dispatchBatch(db: Db, consumers: EventConsumer[], opts: DispatchOptions = {}): Promise<DispatchResult> {
+  const limit = opts.limit ?? BATCH;
+  const now = opts.now ?? new Date();
   return await asService(db, async (tx) => {
     const { rows: events } = await sql<OutboxEvent>`
       select id, seq, org_id, type, schema_version, subject_kind, subject_id, actor_user_id, actor_api_key_id,
              payload, occurred_at
       from notify.events
-      where dispatched_at is null and next_dispatch_at <= now()
+      where dispatched_at is null and next_dispatch_at <= ${now.toISOString()}::timestamptz
       order by seq
       limit ${limit}
       for update skip locked`.execute(tx);
@@ -60,7 +68,8 @@ export async function dispatchBatch(db: Db, consumers: EventConsumer[], limit = 
           update notify.events
           set dispatch_attempts = dispatch_attempts + 1,
               last_error = ${errors.join("; ").slice(0, 2000)},
-              next_dispatch_at = now() + make_interval(secs => least(${MAX_BACKOFF_SECONDS}, power(2, dispatch_attempts + 1)::int))
+              next_dispatch_at = ${now.toISOString()}::timestamptz
+                + make_interval(secs => least(${MAX_BACKOFF_SECONDS}, power(2, dispatch_attempts + 1)::int))
           where id = ${event.id}`.execute(tx);
       }
     }
@@ -69,11 +78,11 @@ export async function dispatchBatch(db: Db, consumers: EventConsumer[], limit = 
 }
 
 /** Dispatches until nothing is ready or the budget is spent. */
-export async function dispatchPending(db: Db, consumers: EventConsumer[], budgetMs = 30_000): Promise<DispatchResult> {
+export async function dispatchPending(db: Db, consumers: EventConsumer[], budgetMs = 30_000, now?: Date): Promise<DispatchResult> {
   const total: DispatchResult = { events: 0, handled: 0, failed: 0 };
   const deadline = Date.now() + budgetMs;
   while (Date.now() < deadline) {
-    const r = await dispatchBatch(db, consumers);
+    const r = await dispatchBatch(db, consumers, { now });
     total.events += r.events;
     total.handled += r.handled;
     total.failed += r.failed;

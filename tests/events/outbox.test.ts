@@ -1,0 +1,211 @@
+// The outbox: events are written in the caller's transaction, match the catalog, and the
+// dispatcher hands each to every consumer exactly once in effect.
+import { sql } from "kysely";
+import { afterAll, describe, expect, it } from "vitest";
+import { createDb } from "../../functions/_shared/db/client.ts";
+import { EVENT_PAYLOADS, EVENT_TYPES, type OutboxEvent } from "../../functions/_shared/events/catalog.ts";
+import { dispatchBatch, type EventConsumer } from "../../functions/_shared/events/dispatcher.ts";
+import { admin, as, createTeam, createUser, expectSqlError, rpc, select, stack } from "../helpers/db.ts";
+
+const { db, pool } = createDb(stack.dbUrl, 3);
+afterAll(() => pool.end());
+
+async function eventsOf(orgId: string, type?: string) {
+  const { rows } = await admin.query(
+    `select * from notify.events where org_id = $1 ${type ? "and type = $2" : ""} order by seq`,
+    type ? [orgId, type] : [orgId],
+  );
+  return rows;
+}
+
+describe("emitting", () => {
+  it("the SQL catalog and the zod payload schemas list the same event types", async () => {
+    const { rows } = await admin.query("select type from notify.event_types order by type");
+    expect(rows.map((r) => r.type)).toEqual([...EVENT_TYPES].sort());
+  });
+
+  it("every tenancy action writes its event, with actor and a payload that matches the catalog", async () => {
+    const team = await createTeam();
+    const invitee = await createUser();
+    await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_name: "Renamed" });
+    const [inv] = await rpc<{ token: string }>(team.admin, "invite_member", { p_org_id: team.orgId, p_email: invitee.email });
+    await rpc(invitee, "accept_invitation", { p_token: inv.token });
+    await rpc(team.admin, "set_member_role", { p_org_id: team.orgId, p_user_id: invitee.id, p_role: "viewer" });
+    await rpc(team.admin, "remove_member", { p_org_id: team.orgId, p_user_id: invitee.id });
+    const [key] = await rpc<{ api_key_id: string }>(team.owner, "create_api_key", { p_org_id: team.orgId, p_name: "k", p_scopes: ["content.read"] });
+    await rpc(team.owner, "revoke_api_key", { p_api_key_id: key.api_key_id });
+
+    const events = await eventsOf(team.orgId);
+    expect(events.map((e) => e.type)).toEqual([
+      "org.created", "member.joined", // create_org
+      "member.joined", "member.joined", "member.joined", // createTeam's admin, member, viewer
+      "org.updated", "member.invited", "member.joined", "member.role_changed", "member.removed",
+      "api_key.created", "api_key.revoked",
+    ]);
+    for (const e of events) {
+      expect(EVENT_PAYLOADS[e.type as keyof typeof EVENT_PAYLOADS].safeParse(e.payload).success, e.type).toBe(true);
+    }
+    const byType = (t: string) => events.filter((e) => e.type === t).at(-1);
+    expect(byType("member.invited").actor_user_id).toBe(team.admin.id);
+    expect(byType("member.joined").actor_user_id).toBe(invitee.id);
+    expect(byType("org.updated").payload.changed).toEqual(["name"]);
+    expect(JSON.stringify(byType("api_key.created").payload)).not.toMatch(/secret|hash/);
+  });
+
+  it("an event exists only if its change committed", async () => {
+    const team = await createTeam();
+    const before = (await eventsOf(team.orgId)).length;
+    await expectSqlError(
+      as(team.owner, async (c) => {
+        await c.query("select public.update_org($1, p_name => 'Doomed')", [team.orgId]);
+        throw Object.assign(new Error("client gave up"), { code: "XXTST" });
+      }),
+      "XXTST",
+    );
+    expect((await eventsOf(team.orgId)).length).toBe(before);
+  });
+
+  it("personal orgs emit nothing", async () => {
+    const user = await createUser();
+    const [org] = await select<{ id: string }>(user, "select id from public.my_orgs");
+    expect(await eventsOf(org.id)).toEqual([]);
+  });
+
+  it("clients cannot write events or call emit_event", async () => {
+    const team = await createTeam();
+    await expectSqlError(
+      as(team.owner, (c) => c.query("select private.emit_event($1::uuid, 'org.updated', 'org', $2::text, '{}')", [team.orgId, team.orgId])),
+      "42501",
+    );
+    await expectSqlError(
+      as(team.owner, (c) => c.query("insert into notify.events (org_id, type, schema_version, subject_kind, subject_id) values ($1, 'org.updated', 1, 'org', 'x')", [team.orgId])),
+      "42501",
+    );
+  });
+
+  it("an unknown event type is refused with 22023", async () => {
+    const team = await createTeam();
+    await expectSqlError(admin.query("select private.emit_event($1, 'no.such', 'org', 'x', '{}')", [team.orgId]), "22023");
+  });
+});
+
+describe("activity feed", () => {
+  it("members read their org's events; sensitive ones only with members.manage; strangers nothing", async () => {
+    const team = await createTeam();
+    const stranger = await createUser();
+    await rpc(team.admin, "invite_member", { p_org_id: team.orgId, p_email: "someone@else.test" });
+    const types = async (who: Parameters<typeof select>[0]) =>
+      (await select<{ type: string }>(who, "select type from notify.activity where org_id = $1", [team.orgId])).map((r) => r.type);
+    expect(await types(team.admin)).toContain("member.invited");
+    expect(await types(team.viewer)).toContain("member.joined");
+    expect(await types(team.viewer)).not.toContain("member.invited");
+    expect(await types(stranger)).toEqual([]);
+  });
+});
+
+describe("dispatching", () => {
+  // The suite's own worker dispatches continuously. These tests write events held back an hour
+  // (so the worker leaves them alone) and dispatch them with a clock two hours ahead.
+  const later = () => new Date(Date.now() + 2 * 3600_000);
+
+  function recorder(name: string, fail?: (e: OutboxEvent) => boolean): EventConsumer & { seen: string[] } {
+    const seen: string[] = [];
+    return {
+      name,
+      seen,
+      async handle(tx, e) {
+        await sql`select 1`.execute(tx);
+        if (fail?.(e)) throw new Error("consumer down");
+        seen.push(e.id);
+      },
+    };
+  }
+
+  async function heldBackEvent(orgId: string): Promise<string> {
+    const c = await admin.connect();
+    try {
+      await c.query("begin");
+      const { rows } = await c.query("select private.emit_event($1::uuid, 'org.updated', 'org', $2::text, $3) as id", [
+        orgId,
+        orgId,
+        JSON.stringify({ name: "n", slug: "s", require_mfa: false, changed: [] }),
+      ]);
+      await c.query("update notify.events set next_dispatch_at = now() + interval '1 hour' where id = $1", [rows[0].id]);
+      await c.query("commit");
+      return rows[0].id;
+    } finally {
+      c.release();
+    }
+  }
+
+  const receipts = async (id: string) =>
+    (await admin.query("select consumer from notify.consumer_receipts where event_id = $1 order by 1", [id])).rows.map((r) => r.consumer);
+
+  it("each consumer handles an event once; a failing one is retried later without repeating the others", async () => {
+    const team = await createTeam();
+    const id = await heldBackEvent(team.orgId);
+    const ok = recorder("test-ok");
+    let down = true;
+    const flaky = recorder("test-flaky", (e) => e.id === id && down);
+
+    await dispatchBatch(db, [ok, flaky], { now: later() });
+    expect(ok.seen).toContain(id);
+    expect(await receipts(id)).toEqual(["test-ok"]);
+    const { rows } = await admin.query(
+      "select dispatched_at, dispatch_attempts, last_error, next_dispatch_at > now() + interval '1 hour' as backed_off from notify.events where id = $1",
+      [id],
+    );
+    expect(rows[0]).toMatchObject({ dispatched_at: null, dispatch_attempts: 1, backed_off: true });
+    expect(rows[0].last_error).toMatch(/test-flaky: consumer down/);
+
+    down = false;
+    await dispatchBatch(db, [ok, flaky], { now: new Date(Date.now() + 3 * 3600_000) });
+    expect(ok.seen.filter((x) => x === id)).toHaveLength(1); // not repeated
+    expect(flaky.seen.filter((x) => x === id)).toHaveLength(1);
+    expect(await receipts(id)).toEqual(["test-flaky", "test-ok"]);
+    expect((await admin.query("select dispatched_at from notify.events where id = $1", [id])).rows[0].dispatched_at).not.toBeNull();
+  });
+
+  it("a dispatcher killed mid-transaction leaves the event pending, and it is delivered again", async () => {
+    const team = await createTeam();
+    const id = await heldBackEvent(team.orgId);
+    // The consumer reports its backend and then stalls; the test kills that backend, as an
+    // OOM-killed or redeployed worker would lose its connection.
+    let pid = 0;
+    const stalled: EventConsumer = {
+      name: "test-once",
+      async handle(tx, e) {
+        if (e.id !== id) return;
+        pid = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx)).rows[0].pid;
+        await sql`select pg_sleep(30)`.execute(tx);
+      },
+    };
+    const dying = dispatchBatch(db, [stalled], { now: later() });
+    while (!pid) await new Promise((r) => setTimeout(r, 20));
+    await admin.query("select pg_terminate_backend($1)", [pid]);
+    await expect(dying).rejects.toThrow();
+    expect(await receipts(id)).toEqual([]);
+    expect((await admin.query("select dispatched_at, dispatch_attempts from notify.events where id = $1", [id])).rows[0])
+      .toEqual({ dispatched_at: null, dispatch_attempts: 0 });
+
+    const again = recorder("test-once");
+    await dispatchBatch(db, [again], { now: later() });
+    expect(again.seen).toContain(id);
+    expect(await receipts(id)).toEqual(["test-once"]);
+  });
+
+  it("the suite's worker dispatches a real event to the realtime consumer, once", async () => {
+    const team = await createTeam();
+    await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_name: "Dispatched" });
+    const [{ id }] = (await eventsOf(team.orgId, "org.updated"));
+    const deadline = Date.now() + 10_000;
+    let dispatched = null;
+    while (Date.now() < deadline && !dispatched) {
+      dispatched = (await admin.query("select dispatched_at from notify.events where id = $1", [id])).rows[0].dispatched_at;
+      if (!dispatched) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(dispatched).not.toBeNull();
+    const { rows } = await admin.query("select count(*)::int as n from notify.consumer_receipts where event_id = $1 and consumer = 'realtime'", [id]);
+    expect(rows[0].n).toBe(1);
+  });
+});

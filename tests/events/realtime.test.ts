@@ -1,0 +1,76 @@
+// Who may receive Broadcasts on which private channel, asked the way Realtime asks
+// (realtime.can_receive in sql/platform), and what the outbox sends there.
+import { describe, expect, it } from "vitest";
+import { gotrueClaims } from "../../scripts/lib/keys.ts";
+import { admin, createTeam, createUser, rpc, type TestUser } from "../helpers/db.ts";
+
+async function canReceive(claims: Record<string, unknown>, topic: string): Promise<boolean> {
+  const c = await admin.connect();
+  try {
+    await c.query("begin");
+    const { rows } = await c.query("select realtime.can_receive($1, $2) as ok", [JSON.stringify(claims), topic]);
+    await c.query("rollback");
+    return rows[0].ok;
+  } finally {
+    c.release();
+  }
+}
+const user = (u: TestUser, aal: "aal1" | "aal2" = "aal1") => gotrueClaims(u, { aal });
+
+describe("realtime authorization", () => {
+  it("user:<id> — only that user", async () => {
+    const [a, b] = [await createUser(), await createUser()];
+    expect(await canReceive(user(a), `user:${a.id}`)).toBe(true);
+    expect(await canReceive(user(b), `user:${a.id}`)).toBe(false);
+    expect(await canReceive({ role: "anon" }, `user:${a.id}`)).toBe(false);
+  });
+
+  it("org:<id> — members of the org, not strangers", async () => {
+    const team = await createTeam();
+    const stranger = await createUser();
+    for (const m of [team.owner, team.admin, team.member, team.viewer]) {
+      expect(await canReceive(user(m), `org:${team.orgId}`)).toBe(true);
+    }
+    expect(await canReceive(user(stranger), `org:${team.orgId}`)).toBe(false);
+    expect(await canReceive({ role: "anon" }, `org:${team.orgId}`)).toBe(false);
+  });
+
+  it("org:<id> — subject to the org's MFA rule", async () => {
+    const team = await createTeam();
+    await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_require_mfa: true }, { aal: "aal2" });
+    expect(await canReceive(user(team.member), `org:${team.orgId}`)).toBe(false);
+    expect(await canReceive(user(team.member, "aal2"), `org:${team.orgId}`)).toBe(true);
+  });
+
+  it("malformed and unknown topics are refused", async () => {
+    const team = await createTeam();
+    for (const topic of [`org:${team.orgId.toUpperCase()}`, `org:${team.orgId}x`, "org:", "doc:whatever", `team:${team.orgId}`]) {
+      expect(await canReceive(user(team.owner), topic), topic).toBe(false);
+    }
+  });
+});
+
+describe("the outbox on realtime", () => {
+  it("a tenancy change is broadcast privately on org:<id> with the event envelope", async () => {
+    const team = await createTeam();
+    await rpc(team.owner, "set_member_role", { p_org_id: team.orgId, p_user_id: team.viewer.id, p_role: "member" });
+    const deadline = Date.now() + 10_000;
+    let rows: { event: string; private: boolean; payload: Record<string, any> }[] = [];
+    while (Date.now() < deadline) {
+      ({ rows } = await admin.query(
+        "select event, private, payload from realtime.messages where topic = $1 and event = 'member.role_changed'",
+        [`org:${team.orgId}`],
+      ));
+      if (rows.length) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(rows).toHaveLength(1);
+    expect(rows[0].private).toBe(true);
+    expect(rows[0].payload).toMatchObject({
+      type: "member.role_changed",
+      org_id: team.orgId,
+      actor: { kind: "user", id: team.owner.id },
+      data: { user_id: team.viewer.id, old_role: "viewer", new_role: "member" },
+    });
+  });
+});
