@@ -7,10 +7,10 @@ import { databaseUrl, stackConfig } from "../../scripts/lib/env.ts";
 import { startPostgres } from "../../scripts/lib/postgres.ts";
 import { freePort } from "../../tests/setup/free-port.ts";
 
-export async function benchDatabase(): Promise<{ url: string; stop(): Promise<void> }> {
+export async function benchDatabase(opts: { durable?: boolean } = {}): Promise<{ url: string; stop(): Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plinth-bench-"));
   const cfg = { ...stackConfig({}), dataDir: dir, dbPort: await freePort() };
-  const pg = await startPostgres({ dir: path.join(dir, "db"), port: cfg.dbPort, password: cfg.dbPassword, log: process.env.BENCH_VERBOSE ? console.log : undefined });
+  const pg = await startPostgres({ dir: path.join(dir, "db"), port: cfg.dbPort, password: cfg.dbPassword, durable: opts.durable, log: process.env.BENCH_VERBOSE ? console.log : undefined });
   const url = databaseUrl(cfg);
   await applyPlatform(url);
   await applyMigrations(url);

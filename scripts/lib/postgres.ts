@@ -37,6 +37,8 @@ export async function startPostgres(opts: {
   port: number;
   password: string;
   log?: (line: string) => void;
+  /** Keep fsync on (benchmarks that compare commit-heavy work); dev and tests trade it for speed. */
+  durable?: boolean;
 }): Promise<RunningPostgres> {
   hydratePostgresSymlinks();
   const asRoot = typeof process.getuid === "function" && process.getuid() === 0;
@@ -57,7 +59,7 @@ export async function startPostgres(opts: {
     // Postgres refuses to run as root; the package then runs it as a "postgres" OS user.
     createPostgresUser: asRoot,
     initdbFlags: ["--encoding=UTF8", "--locale=C.UTF-8"],
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "fsync=off", "-c", "wal_level=logical"],
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", `fsync=${opts.durable ? "on" : "off"}`, "-c", "wal_level=logical"],
     onLog: (m) => opts.log?.(String(m).trimEnd()),
     onError: (m) => opts.log?.(String(m instanceof Error ? m.message : m).trimEnd()),
   });

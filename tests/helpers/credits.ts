@@ -1,0 +1,64 @@
+// Ledger helpers for tests: call the billing operations as the service role and read the
+// account back, and check every ledger invariant for an org.
+import { expect } from "vitest";
+import { admin } from "./db.ts";
+
+export async function op<R = Record<string, unknown>>(fn: string, args: Record<string, unknown>): Promise<R[]> {
+  const names = Object.keys(args);
+  const params = names.map((n, i) => `${n} => $${i + 1}`).join(", ");
+  const c = await admin.connect();
+  try {
+    await c.query("begin");
+    await c.query("set local role service_role");
+    const { rows } = await c.query(`select * from billing.${fn}(${params})`, names.map((n) => args[n]));
+    await c.query("commit");
+    return rows as R[];
+  } catch (err) {
+    await c.query("rollback");
+    throw err;
+  } finally {
+    c.release();
+  }
+}
+
+export async function account(orgId: string) {
+  const { rows } = await admin.query(
+    "select balance::int, reserved::int, debt::int from billing.credit_accounts where org_id = $1",
+    [orgId],
+  );
+  return rows[0] ?? { balance: 0, reserved: 0, debt: 0 };
+}
+
+/** Every invariant the ledger promises, checked from the tables themselves. */
+export async function expectLedgerConsistent(orgId: string) {
+  const { rows } = await admin.query(
+    `select
+       a.balance::bigint::text as balance, a.reserved::bigint::text as reserved, a.debt::bigint::text as debt,
+       (select coalesce(sum(balance_delta), 0)::text from billing.credit_entries where org_id = a.org_id) as entries_balance,
+       (select coalesce(sum(reserved_delta), 0)::text from billing.credit_entries where org_id = a.org_id) as entries_reserved,
+       (select coalesce(sum(debt_delta), 0)::text from billing.credit_entries where org_id = a.org_id) as entries_debt,
+       (select coalesce(sum(remaining), 0)::text from billing.credit_grants where org_id = a.org_id) as grants_remaining,
+       (select coalesce(sum(held), 0)::text from billing.credit_grants where org_id = a.org_id) as grants_held,
+       (select coalesce(sum(al.amount), 0)::text from billing.credit_allocations al
+          join billing.credit_reservations r on r.id = al.reservation_id
+          where r.org_id = a.org_id and r.status = 'pending') as pending_allocated,
+       (select coalesce(sum(amount), 0)::text from billing.credit_reservations where org_id = a.org_id and status = 'pending') as pending_reserved,
+       (select count(*)::int from billing.credit_entries e where e.org_id = a.org_id and e.reservation_id is not null and e.kind in ('settle', 'release')
+          group by e.reservation_id, e.kind order by 1 desc limit 1) as max_resolutions,
+       (select count(*)::int from billing.credit_entries e where e.org_id = a.org_id
+          and (e.balance_after < 0 or e.reserved_after < 0 or e.debt_after < 0 or e.balance_after < e.reserved_after)) as negative_entries
+     from billing.credit_accounts a where a.org_id = $1`,
+    [orgId],
+  );
+  const r = rows[0];
+  if (!r) return;
+  expect(r.entries_balance, "sum of balance deltas = balance").toBe(r.balance);
+  expect(r.entries_reserved, "sum of reserved deltas = reserved").toBe(r.reserved);
+  expect(r.entries_debt, "sum of debt deltas = debt").toBe(r.debt);
+  expect(r.grants_remaining, "grants' remaining = balance").toBe(r.balance);
+  expect(r.grants_held, "grants' held = reserved").toBe(r.reserved);
+  expect(r.pending_allocated, "pending reservations are fully allocated").toBe(r.reserved);
+  expect(r.pending_reserved, "pending reservations = reserved").toBe(r.reserved);
+  expect(r.max_resolutions ?? 1, "each reservation resolves at most once").toBeLessThanOrEqual(1);
+  expect(r.negative_entries, "no entry leaves anything negative").toBe(0);
+}
