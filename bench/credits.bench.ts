@@ -22,7 +22,7 @@ async function seed(c: pg.Client) {
 
 const orgId = (i: number) => `00000000-0000-4000-9000-${(i + 1).toString(16).padStart(12, "0")}`;
 
-async function runClients(pool: pg.Pool, total: number, work: (n: number) => Promise<void>): Promise<number> {
+async function runClients(total: number, work: (n: number) => Promise<void>): Promise<number> {
   let next = 0;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: CLIENTS }, async () => {
@@ -32,7 +32,7 @@ async function runClients(pool: pg.Pool, total: number, work: (n: number) => Pro
 }
 
 async function scenario(pool: pg.Pool, pickOrg: () => string) {
-  const pairs = await runClients(pool, PAIRS, async () => {
+  const pairs = await runClients(PAIRS, async () => {
     const org = pickOrg();
     const key = crypto.randomUUID();
     const res = (await pool.query(
@@ -42,7 +42,7 @@ async function scenario(pool: pg.Pool, pickOrg: () => string) {
     const id = res.find((r) => r.command === "SELECT")!.rows[0].id;
     await pool.query(`begin; set local role service_role; select billing.settle_credits('${id}', 1); commit;`);
   });
-  const bare = await runClients(pool, PAIRS, async () => {
+  const bare = await runClients(PAIRS, async () => {
     await pool.query(`begin; update public.bench_balances set balance = balance - 1 where org_id = '${pickOrg()}' and balance >= 1; commit;`);
   });
   return { pairs, bare, ratio: pairs / bare };

@@ -23,6 +23,10 @@ export const ConfigSchema = z.object({
   SMTP_URL: z.string().default("smtp://127.0.0.1:54325"),
   RESEND_API_KEY: z.string().optional(),
   RESEND_API_URL: z.string().url().default("https://api.resend.com"),
+  /** Lets outbound webhooks reach loopback addresses (and plain http there): local dev and tests only. */
+  PLINTH_WEBHOOKS_ALLOW_LOOPBACK: z.stringbool().default(false),
+  /** Signs one-click unsubscribe links in notification emails. Required in production: notifications wait until it is set. */
+  PLINTH_UNSUBSCRIBE_SECRET: z.string().min(32).optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -13,6 +13,8 @@ import type { ApiDeps, ApiEnv } from "./context.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerInvitations } from "./routes/invitations.ts";
 import { registerMe } from "./routes/me.ts";
+import { registerWebhooks } from "./routes/webhooks.ts";
+import { registerUnsubscribe } from "./routes/unsubscribe.ts";
 
 export function createApiDeps(env: Record<string, string | undefined>): ApiDeps {
   const cfg = loadConfig(env);
@@ -49,6 +51,8 @@ export function createApiApp(deps: ApiDeps) {
   registerHealth(app);
   registerMe(app);
   registerInvitations(app);
+  registerWebhooks(app);
+  registerUnsubscribe(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

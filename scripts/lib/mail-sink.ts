@@ -12,6 +12,8 @@ export interface SunkMessage {
   subject: string;
   text: string;
   html: string;
+  /** Raw header values by lower-case name (unfolded), e.g. list-unsubscribe. */
+  headers: Record<string, string>;
   receivedAt: string;
 }
 
@@ -39,6 +41,10 @@ export async function startMailSink(opts: { smtpPort: number; httpPort: number }
             subject: mail.subject ?? "",
             text: mail.text ?? "",
             html: typeof mail.html === "string" ? mail.html : "",
+            headers: Object.fromEntries(mail.headerLines.map((h) => [
+              h.key,
+              h.line.slice(h.line.indexOf(":") + 1).replace(/\r?\n[ \t]+/g, " ").trim(),
+            ])),
             receivedAt: new Date().toISOString(),
           });
           callback();

@@ -10,6 +10,9 @@ import { startMailSink, type MailSink } from "./mail-sink.ts";
 import { startPostgres } from "./postgres.ts";
 import { type Child, spawnDeno, waitFor } from "./processes.ts";
 
+/** Local-only secret for unsubscribe links; hosted projects must set their own (see README). */
+export const LOCAL_UNSUBSCRIBE_SECRET = "local-unsubscribe-secret-not-for-production-000";
+
 export interface StackOptions {
   seed: boolean;
   log: (source: string, line: string) => void;
@@ -60,7 +63,10 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
       PLINTH_JWT_SECRET: cfg.jwtSecret,
       PLINTH_FUNCTIONS_PORT: String(cfg.functionsPort),
       EMAIL_TRANSPORT: "smtp",
+      // Local webhook receivers live on 127.0.0.1; production leaves this off (SSRF guard).
+      PLINTH_WEBHOOKS_ALLOW_LOOPBACK: "true",
       SMTP_URL: `smtp://127.0.0.1:${cfg.mailSmtpPort}`,
+      PLINTH_UNSUBSCRIBE_SECRET: process.env.PLINTH_UNSUBSCRIBE_SECRET ?? LOCAL_UNSUBSCRIBE_SECRET,
       ...opts.functionsEnv,
     };
 

@@ -251,6 +251,40 @@ comment on function public.transfer_ownership(uuid, uuid) is 'Makes another memb
 
 -- -------------------------------------------------------------------- invitations
 
+-- How many seats (members plus pending invitations) an org may fill; null = no limit.
+-- The billing module replaces this with the org's plan entitlement.
+create or replace function private.seat_limit(p_org_id uuid) returns bigint
+language sql stable security definer
+set search_path = ''
+as $$
+  select null::bigint
+$$;
+revoke all on function private.seat_limit(uuid) from public;
+
+create or replace function private.assert_seat_available(p_org_id uuid, p_replacing_email text default null) returns void
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  v_limit bigint := private.seat_limit(p_org_id);
+  v_used bigint;
+begin
+  if v_limit is null then
+    return;
+  end if;
+  select (select count(*) from public.org_members m where m.org_id = p_org_id)
+       + (select count(*) from public.invitations i
+          where i.org_id = p_org_id and i.accepted_at is null and i.revoked_at is null and i.expires_at > now()
+            and i.email is distinct from p_replacing_email)
+    into v_used;
+  if v_used >= v_limit then
+    raise exception 'your plan includes % seats and all are taken; upgrade to add more', v_limit
+      using errcode = 'PT402';
+  end if;
+end
+$$;
+revoke all on function private.assert_seat_available(uuid, text) from public;
+
 create or replace function public.invite_member(
   p_org_id uuid, p_email text, p_role text default 'member', p_expires_in interval default interval '7 days')
 returns table (invitation_id uuid, token text, expires_at timestamptz)
@@ -287,6 +321,7 @@ begin
              where m.org_id = p_org_id and lower(u.email) = v_email) then
     raise exception '% is already a member', v_email using errcode = '23505';
   end if;
+  perform private.assert_seat_available(p_org_id, v_email);
   update public.invitations i set revoked_at = now()
   where i.org_id = p_org_id and i.email = v_email and i.accepted_at is null and i.revoked_at is null;
   insert into public.invitations (org_id, email, role, token_hash, invited_by, expires_at)

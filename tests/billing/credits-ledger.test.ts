@@ -89,10 +89,9 @@ describe("concurrency", () => {
     const results = await Promise.allSettled(
       Array.from({ length: 50 }, () => op("reserve_credits", { p_org_id: orgId, p_amount: 1, p_idempotency_key: key() })),
     );
-    const ok = results.filter((r) => r.status === "fulfilled");
-    const refused = results.filter((r) => r.status === "rejected") as PromiseRejectedResult[];
-    expect(ok).toHaveLength(10);
-    expect(refused.every((r) => (r.reason as { code: string }).code === "PT402")).toBe(true);
+    const outcomes = results.map((r) => (r.status === "fulfilled" ? "ok" : `${(r.reason as { code?: string }).code}: ${(r.reason as Error).message}`));
+    expect(outcomes.filter((o) => o === "ok")).toHaveLength(10);
+    expect(outcomes.filter((o) => o !== "ok").every((o) => o.startsWith("PT402")), outcomes.join("\n")).toBe(true);
     expect(await account(orgId)).toEqual({ balance: 10, reserved: 10, debt: 0 });
     await expectLedgerConsistent(orgId);
   });

@@ -88,10 +88,22 @@ export interface Team {
   viewer: TestUser;
 }
 
-/** A team org made through create_org, with one member per built-in role. */
-export async function createTeam(name = "Team"): Promise<Team> {
+/**
+ * A team org made through create_org, with one member per built-in role. It is on the Team
+ * plan (a live subscription row), so seat limits do not get in the way; pass plan: null for
+ * an org on the default free plan.
+ */
+export async function createTeam(name = "Team", opts: { plan?: string | null } = {}): Promise<Team> {
   const [owner, adminUser, member, viewer] = await Promise.all([createUser(), createUser(), createUser(), createUser()]);
   const [org] = await rpc<{ id: string; slug: string }>(owner, "create_org", { p_name: `${name} ${owner.id.slice(0, 6)}` });
+  const plan = opts.plan === undefined ? "team" : opts.plan;
+  if (plan) {
+    await admin.query(
+      `insert into billing.subscriptions (id, org_id, stripe_customer_id, status, plan_key, current_period_end)
+       values ($1, $2, $3, 'active', $4, now() + interval '30 days')`,
+      [`sub_test_${org.id.slice(0, 8)}`, org.id, `cus_test_${org.id.slice(0, 8)}`, plan],
+    );
+  }
   await addMember(org.id, adminUser, "admin");
   await addMember(org.id, member, "member");
   await addMember(org.id, viewer, "viewer");

@@ -3,6 +3,711 @@
 export type Json = string | number | boolean | null | { [key: string]: Json | undefined } | Json[];
 
 export type Database = {
+  "billing": {
+    Tables: {
+      "charges": {
+        Row: {
+          "amount": number;
+          "amount_refunded": number;
+          "currency": string;
+          "disputed": boolean;
+          "id": string;
+          "invoice_id": string | null;
+          "org_id": string;
+          "payment_intent_id": string | null;
+          "status": string | null;
+          "stripe_created": string | null;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "amount": number;
+          "amount_refunded"?: number;
+          "currency": string;
+          "disputed"?: boolean;
+          "id": string;
+          "invoice_id"?: string | null;
+          "org_id": string;
+          "payment_intent_id"?: string | null;
+          "status"?: string | null;
+          "stripe_created"?: string | null;
+          "updated_at"?: string;
+        };
+        Update: {
+          "amount"?: number;
+          "amount_refunded"?: number;
+          "currency"?: string;
+          "disputed"?: boolean;
+          "id"?: string;
+          "invoice_id"?: string | null;
+          "org_id"?: string;
+          "payment_intent_id"?: string | null;
+          "status"?: string | null;
+          "stripe_created"?: string | null;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "credit_accounts": {
+        Row: {
+          "balance": number;
+          "debt": number;
+          "org_id": string;
+          "reserved": number;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "balance"?: number;
+          "debt"?: number;
+          "org_id": string;
+          "reserved"?: number;
+          "updated_at"?: string;
+        };
+        Update: {
+          "balance"?: number;
+          "debt"?: number;
+          "org_id"?: string;
+          "reserved"?: number;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "credit_allocations": {
+        Row: {
+          "amount": number;
+          "draw_order": number;
+          "grant_id": string;
+          "org_id": string;
+          "reservation_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "amount": number;
+          "draw_order": number;
+          "grant_id": string;
+          "org_id": string;
+          "reservation_id": string;
+        };
+        Update: {
+          "amount"?: number;
+          "draw_order"?: number;
+          "grant_id"?: string;
+          "org_id"?: string;
+          "reservation_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "credit_allocations_grant_id_fkey";
+            columns: ["grant_id"];
+            isOneToOne: false;
+            referencedRelation: "credit_grants";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "credit_allocations_reservation_id_fkey";
+            columns: ["reservation_id"];
+            isOneToOne: false;
+            referencedRelation: "credit_reservations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "credit_entries": {
+        Row: {
+          "balance_after": number;
+          "balance_delta": number;
+          "created_at": string;
+          "debt_after": number;
+          "debt_delta": number;
+          "grant_id": string | null;
+          "id": number;
+          "idempotency_key": string;
+          "kind": string;
+          "org_id": string;
+          "reservation_id": string | null;
+          "reserved_after": number;
+          "reserved_delta": number;
+        };
+        ComputedFields: never;
+        Insert: {
+          "balance_after": number;
+          "balance_delta": number;
+          "created_at"?: string;
+          "debt_after": number;
+          "debt_delta"?: number;
+          "grant_id"?: string | null;
+          "id"?: never;
+          "idempotency_key": string;
+          "kind": string;
+          "org_id": string;
+          "reservation_id"?: string | null;
+          "reserved_after": number;
+          "reserved_delta": number;
+        };
+        Update: {
+          "balance_after"?: number;
+          "balance_delta"?: number;
+          "created_at"?: string;
+          "debt_after"?: number;
+          "debt_delta"?: number;
+          "grant_id"?: string | null;
+          "id"?: never;
+          "idempotency_key"?: string;
+          "kind"?: string;
+          "org_id"?: string;
+          "reservation_id"?: string | null;
+          "reserved_after"?: number;
+          "reserved_delta"?: number;
+        };
+        Relationships: [];
+      };
+      "credit_grants": {
+        Row: {
+          "amount": number;
+          "category": string;
+          "created_at": string;
+          "effective_at": string;
+          "expired_at": string | null;
+          "expires_at": string | null;
+          "held": number;
+          "id": string;
+          "org_id": string;
+          "priority": number;
+          "remaining": number;
+          "source_ref": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "amount": number;
+          "category": string;
+          "created_at"?: string;
+          "effective_at"?: string;
+          "expired_at"?: string | null;
+          "expires_at"?: string | null;
+          "held"?: number;
+          "id"?: string;
+          "org_id": string;
+          "priority"?: number;
+          "remaining": number;
+          "source_ref"?: string | null;
+        };
+        Update: {
+          "amount"?: number;
+          "category"?: string;
+          "created_at"?: string;
+          "effective_at"?: string;
+          "expired_at"?: string | null;
+          "expires_at"?: string | null;
+          "held"?: number;
+          "id"?: string;
+          "org_id"?: string;
+          "priority"?: number;
+          "remaining"?: number;
+          "source_ref"?: string | null;
+        };
+        Relationships: [];
+      };
+      "credit_reservations": {
+        Row: {
+          "amount": number;
+          "created_at": string;
+          "expires_at": string;
+          "id": string;
+          "idempotency_key": string;
+          "org_id": string;
+          "ref": string | null;
+          "resolved_at": string | null;
+          "settled_amount": number | null;
+          "status": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "amount": number;
+          "created_at"?: string;
+          "expires_at": string;
+          "id"?: string;
+          "idempotency_key": string;
+          "org_id": string;
+          "ref"?: string | null;
+          "resolved_at"?: string | null;
+          "settled_amount"?: number | null;
+          "status"?: string;
+        };
+        Update: {
+          "amount"?: number;
+          "created_at"?: string;
+          "expires_at"?: string;
+          "id"?: string;
+          "idempotency_key"?: string;
+          "org_id"?: string;
+          "ref"?: string | null;
+          "resolved_at"?: string | null;
+          "settled_amount"?: number | null;
+          "status"?: string;
+        };
+        Relationships: [];
+      };
+      "customers": {
+        Row: {
+          "created_at": string;
+          "email": string | null;
+          "org_id": string;
+          "stripe_customer_id": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "email"?: string | null;
+          "org_id": string;
+          "stripe_customer_id": string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "created_at"?: string;
+          "email"?: string | null;
+          "org_id"?: string;
+          "stripe_customer_id"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "entitlements": {
+        Row: {
+          "description": string | null;
+          "enabled": boolean;
+          "key": string;
+          "limit_value": number | null;
+          "plan_key": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "description"?: string | null;
+          "enabled"?: boolean;
+          "key": string;
+          "limit_value"?: number | null;
+          "plan_key": string;
+        };
+        Update: {
+          "description"?: string | null;
+          "enabled"?: boolean;
+          "key"?: string;
+          "limit_value"?: number | null;
+          "plan_key"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "entitlements_plan_key_fkey";
+            columns: ["plan_key"];
+            isOneToOne: false;
+            referencedRelation: "plans";
+            referencedColumns: ["key"];
+          },
+        ];
+      };
+      "invoices": {
+        Row: {
+          "amount_due": number;
+          "amount_paid": number;
+          "billing_reason": string | null;
+          "currency": string;
+          "hosted_invoice_url": string | null;
+          "id": string;
+          "org_id": string;
+          "period_end": string | null;
+          "period_start": string | null;
+          "status": string | null;
+          "stripe_created": string | null;
+          "subscription_id": string | null;
+          "updated_at": string;
+          "watermark_created": number;
+          "watermark_event_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "amount_due"?: number;
+          "amount_paid"?: number;
+          "billing_reason"?: string | null;
+          "currency": string;
+          "hosted_invoice_url"?: string | null;
+          "id": string;
+          "org_id": string;
+          "period_end"?: string | null;
+          "period_start"?: string | null;
+          "status"?: string | null;
+          "stripe_created"?: string | null;
+          "subscription_id"?: string | null;
+          "updated_at"?: string;
+          "watermark_created"?: number;
+          "watermark_event_id"?: string;
+        };
+        Update: {
+          "amount_due"?: number;
+          "amount_paid"?: number;
+          "billing_reason"?: string | null;
+          "currency"?: string;
+          "hosted_invoice_url"?: string | null;
+          "id"?: string;
+          "org_id"?: string;
+          "period_end"?: string | null;
+          "period_start"?: string | null;
+          "status"?: string | null;
+          "stripe_created"?: string | null;
+          "subscription_id"?: string | null;
+          "updated_at"?: string;
+          "watermark_created"?: number;
+          "watermark_event_id"?: string;
+        };
+        Relationships: [];
+      };
+      "plans": {
+        Row: {
+          "created_at": string;
+          "description": string | null;
+          "is_default": boolean;
+          "key": string;
+          "name": string;
+          "sort": number;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "description"?: string | null;
+          "is_default"?: boolean;
+          "key": string;
+          "name": string;
+          "sort"?: number;
+          "updated_at"?: string;
+        };
+        Update: {
+          "created_at"?: string;
+          "description"?: string | null;
+          "is_default"?: boolean;
+          "key"?: string;
+          "name"?: string;
+          "sort"?: number;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "prices": {
+        Row: {
+          "active": boolean;
+          "currency": string;
+          "id": string;
+          "interval_count": number | null;
+          "lookup_key": string | null;
+          "metadata": NonNullable<Json>;
+          "product_id": string;
+          "recurring_interval": string | null;
+          "stripe_updated_at": string | null;
+          "type": string;
+          "unit_amount": number | null;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "active"?: boolean;
+          "currency": string;
+          "id": string;
+          "interval_count"?: number | null;
+          "lookup_key"?: string | null;
+          "metadata"?: NonNullable<Json>;
+          "product_id": string;
+          "recurring_interval"?: string | null;
+          "stripe_updated_at"?: string | null;
+          "type": string;
+          "unit_amount"?: number | null;
+          "updated_at"?: string;
+        };
+        Update: {
+          "active"?: boolean;
+          "currency"?: string;
+          "id"?: string;
+          "interval_count"?: number | null;
+          "lookup_key"?: string | null;
+          "metadata"?: NonNullable<Json>;
+          "product_id"?: string;
+          "recurring_interval"?: string | null;
+          "stripe_updated_at"?: string | null;
+          "type"?: string;
+          "unit_amount"?: number | null;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "prices_product_id_fkey";
+            columns: ["product_id"];
+            isOneToOne: false;
+            referencedRelation: "products";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "products": {
+        Row: {
+          "active": boolean;
+          "credits": number | null;
+          "description": string | null;
+          "id": string;
+          "metadata": NonNullable<Json>;
+          "name": string;
+          "plan_key": string | null;
+          "stripe_updated_at": string | null;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "active"?: boolean;
+          "credits"?: number | null;
+          "description"?: string | null;
+          "id": string;
+          "metadata"?: NonNullable<Json>;
+          "name": string;
+          "plan_key"?: string | null;
+          "stripe_updated_at"?: string | null;
+          "updated_at"?: string;
+        };
+        Update: {
+          "active"?: boolean;
+          "credits"?: number | null;
+          "description"?: string | null;
+          "id"?: string;
+          "metadata"?: NonNullable<Json>;
+          "name"?: string;
+          "plan_key"?: string | null;
+          "stripe_updated_at"?: string | null;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "products_plan_key_fkey";
+            columns: ["plan_key"];
+            isOneToOne: false;
+            referencedRelation: "plans";
+            referencedColumns: ["key"];
+          },
+        ];
+      };
+      "stripe_events": {
+        Row: {
+          "api_version": string | null;
+          "id": string;
+          "livemode": boolean;
+          "object_id": string | null;
+          "received_at": string;
+          "resolved_org_id": string | null;
+          "status": string;
+          "stripe_created": string;
+          "type": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "api_version"?: string | null;
+          "id": string;
+          "livemode"?: boolean;
+          "object_id"?: string | null;
+          "received_at"?: string;
+          "resolved_org_id"?: string | null;
+          "status": string;
+          "stripe_created": string;
+          "type": string;
+        };
+        Update: {
+          "api_version"?: string | null;
+          "id"?: string;
+          "livemode"?: boolean;
+          "object_id"?: string | null;
+          "received_at"?: string;
+          "resolved_org_id"?: string | null;
+          "status"?: string;
+          "stripe_created"?: string;
+          "type"?: string;
+        };
+        Relationships: [];
+      };
+      "subscriptions": {
+        Row: {
+          "cancel_at_period_end": boolean;
+          "canceled_at": string | null;
+          "current_period_end": string | null;
+          "current_period_start": string | null;
+          "id": string;
+          "items": NonNullable<Json>;
+          "org_id": string;
+          "plan_key": string | null;
+          "price_id": string | null;
+          "quantity": number;
+          "status": string;
+          "stripe_created": string | null;
+          "stripe_customer_id": string;
+          "trial_end": string | null;
+          "updated_at": string;
+          "watermark_created": number;
+          "watermark_event_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "cancel_at_period_end"?: boolean;
+          "canceled_at"?: string | null;
+          "current_period_end"?: string | null;
+          "current_period_start"?: string | null;
+          "id": string;
+          "items"?: NonNullable<Json>;
+          "org_id": string;
+          "plan_key"?: string | null;
+          "price_id"?: string | null;
+          "quantity"?: number;
+          "status": string;
+          "stripe_created"?: string | null;
+          "stripe_customer_id": string;
+          "trial_end"?: string | null;
+          "updated_at"?: string;
+          "watermark_created"?: number;
+          "watermark_event_id"?: string;
+        };
+        Update: {
+          "cancel_at_period_end"?: boolean;
+          "canceled_at"?: string | null;
+          "current_period_end"?: string | null;
+          "current_period_start"?: string | null;
+          "id"?: string;
+          "items"?: NonNullable<Json>;
+          "org_id"?: string;
+          "plan_key"?: string | null;
+          "price_id"?: string | null;
+          "quantity"?: number;
+          "status"?: string;
+          "stripe_created"?: string | null;
+          "stripe_customer_id"?: string;
+          "trial_end"?: string | null;
+          "updated_at"?: string;
+          "watermark_created"?: number;
+          "watermark_event_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "subscriptions_plan_key_fkey";
+            columns: ["plan_key"];
+            isOneToOne: false;
+            referencedRelation: "plans";
+            referencedColumns: ["key"];
+          },
+        ];
+      };
+    };
+    Views: {
+      [_ in never]: never;
+    };
+    Functions: {
+      "claw_back_credits": {
+        Args: { "p_amount": number; "p_grant_id"?: string; "p_idempotency_key": string; "p_org_id": string };
+        Returns: {
+          "clawed_back": number;
+          "debt": number;
+        }[];
+      };
+      "current_plan": { Args: { "p_org_id": string }; Returns: string };
+      "entitled": { Args: { "p_feature": string; "p_org_id": string }; Returns: boolean };
+      "expire_credits": {
+        Args: { "p_now"?: string };
+        Returns: {
+          "grants": number;
+          "reservations": number;
+        }[];
+      };
+      "grant_credits": {
+        Args: {
+          "p_amount": number;
+          "p_category": string;
+          "p_expires_at"?: string;
+          "p_idempotency_key": string;
+          "p_org_id": string;
+          "p_priority"?: number;
+          "p_source_ref"?: string;
+        };
+        Returns: string;
+      };
+      "limit_of": { Args: { "p_key": string; "p_org_id": string }; Returns: number };
+      "reserve_credits": {
+        Args: {
+          "p_amount": number;
+          "p_idempotency_key": string;
+          "p_org_id": string;
+          "p_ref"?: string;
+          "p_ttl"?: string;
+        };
+        Returns: {
+          "amount": number;
+          "created_at": string;
+          "expires_at": string;
+          "id": string;
+          "idempotency_key": string;
+          "org_id": string;
+          "ref": string | null;
+          "resolved_at": string | null;
+          "settled_amount": number | null;
+          "status": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "credit_reservations";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "settle_credits": {
+        Args: { "p_amount": number; "p_reservation_id": string };
+        Returns: {
+          "amount": number;
+          "created_at": string;
+          "expires_at": string;
+          "id": string;
+          "idempotency_key": string;
+          "org_id": string;
+          "ref": string | null;
+          "resolved_at": string | null;
+          "settled_amount": number | null;
+          "status": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "credit_reservations";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "void_credits": {
+        Args: { "p_reservation_id": string };
+        Returns: {
+          "amount": number;
+          "created_at": string;
+          "expires_at": string;
+          "id": string;
+          "idempotency_key": string;
+          "org_id": string;
+          "ref": string | null;
+          "resolved_at": string | null;
+          "settled_amount": number | null;
+          "status": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "credit_reservations";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+    };
+    Enums: {
+      [_ in never]: never;
+    };
+    CompositeTypes: {
+      [_ in never]: never;
+    };
+  };
   "notify": {
     Tables: {
       "audit_log": {
@@ -185,6 +890,376 @@ export type Database = {
           },
         ];
       };
+      "notification_preferences": {
+        Row: {
+          "channel": string;
+          "created_at": string;
+          "enabled": boolean;
+          "type": string;
+          "updated_at": string;
+          "user_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "channel": string;
+          "created_at"?: string;
+          "enabled": boolean;
+          "type": string;
+          "updated_at"?: string;
+          "user_id": string;
+        };
+        Update: {
+          "channel"?: string;
+          "created_at"?: string;
+          "enabled"?: boolean;
+          "type"?: string;
+          "updated_at"?: string;
+          "user_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "notification_preferences_type_fkey";
+            columns: ["type"];
+            isOneToOne: false;
+            referencedRelation: "notification_rules";
+            referencedColumns: ["type"];
+          },
+          {
+            foreignKeyName: "notification_preferences_type_fkey";
+            columns: ["type"];
+            isOneToOne: false;
+            referencedRelation: "notification_settings";
+            referencedColumns: ["type"];
+          },
+        ];
+      };
+      "notification_rules": {
+        Row: {
+          "body_template": string;
+          "created_at": string;
+          "default_channels": (string)[];
+          "link_template": string | null;
+          "recipients": string;
+          "title_template": string;
+          "type": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body_template": string;
+          "created_at"?: string;
+          "default_channels"?: (string)[];
+          "link_template"?: string | null;
+          "recipients": string;
+          "title_template": string;
+          "type": string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "body_template"?: string;
+          "created_at"?: string;
+          "default_channels"?: (string)[];
+          "link_template"?: string | null;
+          "recipients"?: string;
+          "title_template"?: string;
+          "type"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "notification_rules_type_fkey";
+            columns: ["type"];
+            isOneToOne: true;
+            referencedRelation: "event_types";
+            referencedColumns: ["type"];
+          },
+        ];
+      };
+      "notifications": {
+        Row: {
+          "archived_at": string | null;
+          "body": string;
+          "created_at": string;
+          "data": NonNullable<Json>;
+          "digested_at": string | null;
+          "emailed_at": string | null;
+          "event_id": string | null;
+          "id": string;
+          "link": string | null;
+          "org_id": string;
+          "read_at": string | null;
+          "title": string;
+          "type": string;
+          "user_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "archived_at"?: string | null;
+          "body": string;
+          "created_at"?: string;
+          "data"?: NonNullable<Json>;
+          "digested_at"?: string | null;
+          "emailed_at"?: string | null;
+          "event_id"?: string | null;
+          "id"?: string;
+          "link"?: string | null;
+          "org_id": string;
+          "read_at"?: string | null;
+          "title": string;
+          "type": string;
+          "user_id": string;
+        };
+        Update: {
+          "archived_at"?: string | null;
+          "body"?: string;
+          "created_at"?: string;
+          "data"?: NonNullable<Json>;
+          "digested_at"?: string | null;
+          "emailed_at"?: string | null;
+          "event_id"?: string | null;
+          "id"?: string;
+          "link"?: string | null;
+          "org_id"?: string;
+          "read_at"?: string | null;
+          "title"?: string;
+          "type"?: string;
+          "user_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "notifications_event_id_fkey";
+            columns: ["event_id"];
+            isOneToOne: false;
+            referencedRelation: "activity";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "notifications_event_id_fkey";
+            columns: ["event_id"];
+            isOneToOne: false;
+            referencedRelation: "events";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "notifications_type_fkey";
+            columns: ["type"];
+            isOneToOne: false;
+            referencedRelation: "event_types";
+            referencedColumns: ["type"];
+          },
+        ];
+      };
+      "webhook_attempts": {
+        Row: {
+          "attempt": number;
+          "attempted_at": string;
+          "endpoint_id": string;
+          "error": string | null;
+          "id": string;
+          "latency_ms": number | null;
+          "message_id": string;
+          "org_id": string;
+          "response_snippet": string | null;
+          "status_code": number | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "attempt": number;
+          "attempted_at"?: string;
+          "endpoint_id": string;
+          "error"?: string | null;
+          "id"?: string;
+          "latency_ms"?: number | null;
+          "message_id": string;
+          "org_id": string;
+          "response_snippet"?: string | null;
+          "status_code"?: number | null;
+        };
+        Update: {
+          "attempt"?: number;
+          "attempted_at"?: string;
+          "endpoint_id"?: string;
+          "error"?: string | null;
+          "id"?: string;
+          "latency_ms"?: number | null;
+          "message_id"?: string;
+          "org_id"?: string;
+          "response_snippet"?: string | null;
+          "status_code"?: number | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "webhook_attempts_endpoint_id_fkey";
+            columns: ["endpoint_id"];
+            isOneToOne: false;
+            referencedRelation: "webhook_endpoints";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "webhook_attempts_message_id_fkey";
+            columns: ["message_id"];
+            isOneToOne: false;
+            referencedRelation: "webhook_messages";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "webhook_endpoints": {
+        Row: {
+          "created_at": string;
+          "created_by": string | null;
+          "description": string;
+          "disabled_at": string | null;
+          "disabled_reason": string | null;
+          "event_types": (string)[];
+          "failing_since": string | null;
+          "id": string;
+          "org_id": string;
+          "status": string;
+          "updated_at": string;
+          "url": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "description"?: string;
+          "disabled_at"?: string | null;
+          "disabled_reason"?: string | null;
+          "event_types"?: (string)[];
+          "failing_since"?: string | null;
+          "id"?: string;
+          "org_id": string;
+          "status"?: string;
+          "updated_at"?: string;
+          "url": string;
+        };
+        Update: {
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "description"?: string;
+          "disabled_at"?: string | null;
+          "disabled_reason"?: string | null;
+          "event_types"?: (string)[];
+          "failing_since"?: string | null;
+          "id"?: string;
+          "org_id"?: string;
+          "status"?: string;
+          "updated_at"?: string;
+          "url"?: string;
+        };
+        Relationships: [];
+      };
+      "webhook_messages": {
+        Row: {
+          "attempt_count": number;
+          "created_at": string;
+          "delivered_at": string | null;
+          "endpoint_id": string;
+          "event_id": string;
+          "id": string;
+          "last_attempt_at": string | null;
+          "last_error": string | null;
+          "last_status_code": number | null;
+          "locked_until": string | null;
+          "next_attempt_at": string;
+          "org_id": string;
+          "status": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "attempt_count"?: number;
+          "created_at"?: string;
+          "delivered_at"?: string | null;
+          "endpoint_id": string;
+          "event_id": string;
+          "id"?: string;
+          "last_attempt_at"?: string | null;
+          "last_error"?: string | null;
+          "last_status_code"?: number | null;
+          "locked_until"?: string | null;
+          "next_attempt_at"?: string;
+          "org_id": string;
+          "status"?: string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "attempt_count"?: number;
+          "created_at"?: string;
+          "delivered_at"?: string | null;
+          "endpoint_id"?: string;
+          "event_id"?: string;
+          "id"?: string;
+          "last_attempt_at"?: string | null;
+          "last_error"?: string | null;
+          "last_status_code"?: number | null;
+          "locked_until"?: string | null;
+          "next_attempt_at"?: string;
+          "org_id"?: string;
+          "status"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "webhook_messages_endpoint_id_fkey";
+            columns: ["endpoint_id"];
+            isOneToOne: false;
+            referencedRelation: "webhook_endpoints";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "webhook_messages_event_id_fkey";
+            columns: ["event_id"];
+            isOneToOne: false;
+            referencedRelation: "activity";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "webhook_messages_event_id_fkey";
+            columns: ["event_id"];
+            isOneToOne: false;
+            referencedRelation: "events";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "webhook_secrets": {
+        Row: {
+          "created_at": string;
+          "endpoint_id": string;
+          "expires_at": string | null;
+          "id": string;
+          "org_id": string;
+          "secret": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "endpoint_id": string;
+          "expires_at"?: string | null;
+          "id"?: string;
+          "org_id": string;
+          "secret": string;
+        };
+        Update: {
+          "created_at"?: string;
+          "endpoint_id"?: string;
+          "expires_at"?: string | null;
+          "id"?: string;
+          "org_id"?: string;
+          "secret"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "webhook_secrets_endpoint_id_fkey";
+            columns: ["endpoint_id"];
+            isOneToOne: false;
+            referencedRelation: "webhook_endpoints";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
     };
     Views: {
       "activity": {
@@ -227,6 +1302,24 @@ export type Database = {
             foreignKeyName: "events_type_fkey";
             columns: ["type"];
             isOneToOne: false;
+            referencedRelation: "event_types";
+            referencedColumns: ["type"];
+          },
+        ];
+      };
+      "notification_settings": {
+        Row: {
+          "channel": string | null;
+          "enabled": boolean | null;
+          "is_default": boolean | null;
+          "type": string;
+        };
+        ComputedFields: never;
+        Relationships: [
+          {
+            foreignKeyName: "notification_rules_type_fkey";
+            columns: ["type"];
+            isOneToOne: true;
             referencedRelation: "event_types";
             referencedColumns: ["type"];
           },
@@ -631,7 +1724,15 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      "create_webhook_endpoint": {
+        Args: { "p_description"?: string; "p_event_types"?: (string)[]; "p_org_id": string; "p_url": string };
+        Returns: {
+          "endpoint_id": string;
+          "secret": string;
+        }[];
+      };
       "delete_org": { Args: { "p_confirm_slug": string; "p_org_id": string }; Returns: undefined };
+      "delete_webhook_endpoint": { Args: { "p_endpoint_id": string }; Returns: undefined };
       "invite_member": {
         Args: { "p_email": string; "p_expires_in"?: string; "p_org_id": string; "p_role"?: string };
         Returns: {
@@ -641,11 +1742,31 @@ export type Database = {
         }[];
       };
       "leave_org": { Args: { "p_org_id": string }; Returns: undefined };
+      "mark_all_read": { Args: { "p_org_id"?: string }; Returns: number };
+      "mark_read": { Args: { "p_ids": (string)[] }; Returns: number };
+      "recover_webhook_messages": {
+        Args: { "p_endpoint_id"?: string; "p_org_id": string; "p_since": string };
+        Returns: string[];
+      };
       "remove_member": { Args: { "p_org_id": string; "p_user_id": string }; Returns: undefined };
+      "replay_webhook_message": { Args: { "p_message_id": string }; Returns: string };
       "revoke_api_key": { Args: { "p_api_key_id": string }; Returns: undefined };
       "revoke_invitation": { Args: { "p_invitation_id": string }; Returns: undefined };
+      "rotate_webhook_secret": {
+        Args: { "p_endpoint_id": string; "p_overlap"?: string };
+        Returns: {
+          "previous_expires_at": string;
+          "secret": string;
+        }[];
+      };
+      "send_test_webhook": { Args: { "p_endpoint_id": string }; Returns: string };
       "set_member_role": { Args: { "p_org_id": string; "p_role": string; "p_user_id": string }; Returns: undefined };
+      "set_notification_preference": {
+        Args: { "p_channel": string; "p_enabled": boolean; "p_type": string };
+        Returns: undefined;
+      };
       "transfer_ownership": { Args: { "p_new_owner": string; "p_org_id": string }; Returns: undefined };
+      "unread_count": { Args: Record<PropertyKey, never>; Returns: number };
       "update_org": {
         Args: {
           "p_name"?: string;
@@ -671,6 +1792,22 @@ export type Database = {
           to: "orgs";
           isOneToOne: true;
           isSetofReturn: false;
+        };
+      };
+      "update_webhook_endpoint": {
+        Args: {
+          "p_description"?: string;
+          "p_endpoint_id": string;
+          "p_event_types"?: (string)[];
+          "p_status"?: string;
+          "p_url"?: string;
+        };
+        Returns: Database["notify"]["Tables"]["webhook_endpoints"]["Row"][];
+        SetofOptions: {
+          from: "*";
+          to: "webhook_endpoints";
+          isOneToOne: false;
+          isSetofReturn: true;
         };
       };
     };
@@ -781,6 +1918,9 @@ export type CompositeTypes<
   : never;
 
 export const Constants = {
+  "billing": {
+    Enums: {},
+  },
   "notify": {
     Enums: {},
   },

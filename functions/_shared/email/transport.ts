@@ -10,6 +10,8 @@ export interface OutgoingEmail {
   text: string;
   /** Stable per logical message, so a retried job does not send a second copy where the provider can tell. */
   idempotencyKey: string;
+  /** Extra headers, such as List-Unsubscribe (validated by the email.send job schema). */
+  headers?: Record<string, string>;
 }
 
 export interface EmailTransport {
@@ -38,6 +40,7 @@ function smtpTransport(cfg: Config): EmailTransport {
         html: email.html,
         text: email.text,
         messageId: `<${email.idempotencyKey}@plinth>`,
+        headers: email.headers,
       });
       return { providerId: info.messageId };
     },
@@ -55,7 +58,14 @@ function resendTransport(cfg: Config): EmailTransport {
           "content-type": "application/json",
           "idempotency-key": email.idempotencyKey,
         },
-        body: JSON.stringify({ from: cfg.EMAIL_FROM, to: [email.to], subject: email.subject, html: email.html, text: email.text }),
+        body: JSON.stringify({
+          from: cfg.EMAIL_FROM,
+          to: [email.to],
+          subject: email.subject,
+          html: email.html,
+          text: email.text,
+          ...(email.headers ? { headers: email.headers } : {}),
+        }),
         signal: AbortSignal.timeout(15_000),
       });
       const body = await res.json().catch(() => ({})) as { id?: string; message?: string };

@@ -13,6 +13,8 @@ export const EVENT_PAYLOADS = {
   "member.removed": z.object({ user_id: uuid, role: z.string() }),
   "api_key.created": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string(), scopes: z.array(z.string()) }),
   "api_key.revoked": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string() }),
+  "webhook.test": z.object({ endpoint_id: uuid, message: z.string() }),
+  "webhook.endpoint_disabled": z.object({ endpoint_id: uuid, url: z.string(), reason: z.string(), failing_since: z.string().nullable() }),
 } as const satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof EVENT_PAYLOADS;

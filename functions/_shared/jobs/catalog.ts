@@ -8,11 +8,18 @@ export const EmailSendPayload = z.object({
   subject: z.string().min(1).max(300),
   html: z.string().min(1),
   text: z.string().min(1),
+  /** Extra headers (List-Unsubscribe and friends); no CR/LF, so nothing can be injected. */
+  headers: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,63}$/), z.string().max(2000).regex(/^[^\r\n]*$/)).optional(),
 });
 
 export const InvitationSendPayload = z.object({ invitation_id: z.string().uuid() }).strict();
 export const InvitationsPurgePayload = z.object({}).strict();
 export const EventsDispatchPayload = z.object({}).strict();
+export const CreditsExpirePayload = z.object({}).strict();
+export const WebhookDeliverPayload = z.object({ message_id: z.string().uuid() }).strict();
+export const WebhookSweepPayload = z.object({}).strict();
+/** `now` lets tests run the digest as if at another hour; cron sends {}. */
+export const NotificationsDigestPayload = z.object({ now: z.string().datetime({ offset: true }).optional() }).strict();
 
 export const JOBS = {
   "email.send": {
@@ -29,10 +36,34 @@ export const JOBS = {
     payload: InvitationSendPayload,
     queue: { retryLimit: 8, retryDelay: 15, retryBackoff: true, retryDelayMax: 900, expireInSeconds: 120 },
   },
+  "notifications.digest": {
+    payload: NotificationsDigestPayload,
+    // Hourly: each run mails the users whose local time is then 08:xx.
+    queue: { retryLimit: 2, retryDelay: 60, expireInSeconds: 300 },
+    cron: "5 * * * *",
+  },
   "invitations.purge": {
     payload: InvitationsPurgePayload,
     queue: { retryLimit: 2, retryDelay: 60, expireInSeconds: 300 },
     cron: "17 * * * *",
+  },
+  "credits.expire": {
+    payload: CreditsExpirePayload,
+    // Every minute: stale reservations give their credits back, past-due grants expire.
+    queue: { retryLimit: 2, retryDelay: 30, expireInSeconds: 120 },
+    cron: "* * * * *",
+  },
+  "webhook.deliver": {
+    payload: WebhookDeliverPayload,
+    // HTTP failures are scheduled by the handler itself (webhooks/schedule.ts); these retries only
+    // cover job crashes. Expiry outlasts the 15 s request plus the message lease (45 s), so a
+    // killed worker's job comes back once its message may be taken again.
+    queue: { retryLimit: 5, retryDelay: 30, retryBackoff: true, retryDelayMax: 600, expireInSeconds: 60 },
+  },
+  "webhook.sweep": {
+    payload: WebhookSweepPayload,
+    queue: { retryLimit: 1, retryDelay: 30, expireInSeconds: 120 },
+    cron: "* * * * *",
   },
 } as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string }>;
 

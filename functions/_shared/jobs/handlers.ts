@@ -6,6 +6,9 @@ import { asService } from "../db/client.ts";
 import type { EmailTransport } from "../email/transport.ts";
 import { renderInvitationEmail } from "../email/templates.ts";
 import { dispatchPending, type EventConsumer } from "../events/dispatcher.ts";
+import { sendDigests } from "../notifications/digest.ts";
+import type { NotificationMailDeps } from "../notifications/mail.ts";
+import { webhookHandlers, type WebhookJobDeps } from "../webhooks/jobs.ts";
 import { JOBS, type JobName } from "./catalog.ts";
 
 export interface JobDeps {
@@ -15,12 +18,17 @@ export interface JobDeps {
   appUrl: string;
   /** Outbox consumers, in the order they see each event. */
   consumers: EventConsumer[];
+  /** Notification emails: link config, the unsubscribe secret, and the queue they go on. */
+  notifications: NotificationMailDeps;
+  /** Outbound webhook delivery: SSRF policy and how retries are queued. */
+  webhooks: Omit<WebhookJobDeps, "db">;
 }
 
 export type JobHandler = (data: unknown, jobId: string) => Promise<unknown>;
 
 export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
   return {
+    ...webhookHandlers({ db: deps.db, ...deps.webhooks }),
     "email.send": async (data, jobId) => {
       const msg = JOBS["email.send"].payload.parse(data);
       // The job id is stable across retries, so it doubles as the provider idempotency key.
@@ -52,6 +60,15 @@ export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
         const { providerId } = await deps.email.send({ to: inv.email, ...mail, idempotencyKey: jobId });
         return { providerId };
       });
+    },
+    "notifications.digest": async (data) => {
+      const { now } = JOBS["notifications.digest"].payload.parse(data);
+      return await sendDigests(deps.db, deps.notifications, { now });
+    },
+    "credits.expire": async (data) => {
+      JOBS["credits.expire"].payload.parse(data);
+      return await asService(deps.db, async (tx) =>
+        (await sql<{ reservations: number; grants: number }>`select * from billing.expire_credits()`.execute(tx)).rows[0]);
     },
     "invitations.purge": async (data) => {
       JOBS["invitations.purge"].payload.parse(data);

@@ -63,11 +63,11 @@ export async function ensureQueues(boss: PgBoss): Promise<void> {
  * caused it commits. The payload is validated here, at the producer.
  */
 export async function enqueue<N extends JobName>(
-  boss: Producer,
+  boss: JobSender,
   tx: Tx,
   name: N,
   data: JobPayload<N>,
-  opts: { singletonKey?: string } = {},
+  opts: { singletonKey?: string; startAfter?: Date } = {},
 ): Promise<string | null> {
   const payload = JOBS[name].payload.parse(data);
   // The queue belongs to the connection's own role, not to the client role that asUser() set;
@@ -80,6 +80,9 @@ export async function enqueue<N extends JobName>(
   await sql`select set_config('role', ${rows[0].role}, true)`.execute(tx);
   return id;
 }
+
+/** Anything that yields a started pg-boss: the api's Producer, or the worker's own instance. */
+export type JobSender = Pick<Producer, "ready">;
 
 /** A producer-mode pg-boss, started on first use (an edge isolate may never enqueue). */
 export class Producer {

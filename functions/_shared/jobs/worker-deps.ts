@@ -3,6 +3,9 @@ import { loadConfig } from "../config.ts";
 import { createDb } from "../db/client.ts";
 import { createEmailTransport } from "../email/transport.ts";
 import { realtimeConsumer } from "../events/realtime-consumer.ts";
+import { createNotificationsConsumer } from "../notifications/consumer.ts";
+import { createWebhooksConsumer } from "../webhooks/consumer.ts";
+import { deliveryScheduler } from "../webhooks/queue.ts";
 import { createHandlers } from "./handlers.ts";
 import { createBoss } from "./queue.ts";
 
@@ -11,7 +14,16 @@ export function createWorker(env: Record<string, string | undefined>) {
   const { db, pool } = createDb(cfg.SUPABASE_DB_URL, cfg.PLINTH_DB_POOL_SIZE);
   const email = createEmailTransport(cfg);
   const boss = createBoss(cfg.SUPABASE_DB_URL, { role: "worker" });
-  const handlers = createHandlers({ db, email, appUrl: cfg.PLINTH_APP_URL, consumers: [realtimeConsumer] });
+  const webhooks = {
+    policy: { allowLoopback: cfg.PLINTH_WEBHOOKS_ALLOW_LOOPBACK },
+    schedule: deliveryScheduler({ ready: async () => boss }),
+  };
+  // The worker's own pg-boss (started by the runner) queues notification emails.
+  const notifications = { cfg, jobs: { ready: async () => boss } };
+  const handlers = createHandlers({
+    db, email, appUrl: cfg.PLINTH_APP_URL, webhooks, notifications,
+    consumers: [realtimeConsumer, createWebhooksConsumer(webhooks.schedule), createNotificationsConsumer(notifications)],
+  });
   return {
     cfg,
     db,

@@ -1,0 +1,43 @@
+// Queues a notification email (single or digest) with its one-click unsubscribe link and the
+// RFC 8058 headers, inside the caller's transaction. Shared by the fan-out consumer and the digest.
+import type { Config } from "../config.ts";
+import type { Tx } from "../db/client.ts";
+import type { RenderedEmail } from "../email/templates.ts";
+import { enqueue, type JobSender } from "../jobs/queue.ts";
+import { signUnsubscribeToken, type UnsubscribeTarget } from "./token.ts";
+
+export interface NotificationMailDeps {
+  cfg: Pick<Config, "SUPABASE_URL" | "PLINTH_APP_URL" | "PLINTH_UNSUBSCRIBE_SECRET">;
+  jobs: JobSender;
+}
+
+/** Throws while the secret is unset: the event is retried later rather than mailed without a working link. */
+export function unsubscribeSecret(cfg: NotificationMailDeps["cfg"]): string {
+  if (!cfg.PLINTH_UNSUBSCRIBE_SECRET) throw new Error("PLINTH_UNSUBSCRIBE_SECRET is not set; notification emails wait for it");
+  return cfg.PLINTH_UNSUBSCRIBE_SECRET;
+}
+
+/** The api function's unsubscribe route, where hosted projects serve edge functions. */
+export function unsubscribeUrl(cfg: NotificationMailDeps["cfg"], token: string): string {
+  const url = new URL("/functions/v1/api/unsubscribe", cfg.SUPABASE_URL);
+  url.searchParams.set("token", token);
+  return url.toString();
+}
+
+/** An app-relative notification link made absolute for email; undefined when there is none. */
+export function appLink(cfg: NotificationMailDeps["cfg"], path: string | null | undefined): string | undefined {
+  return path ? new URL(path, cfg.PLINTH_APP_URL).toString() : undefined;
+}
+
+export async function enqueueNotificationEmail(
+  deps: NotificationMailDeps,
+  tx: Tx,
+  msg: { to: string; target: UnsubscribeTarget; render: (unsubscribeUrl: string) => RenderedEmail },
+): Promise<void> {
+  const url = unsubscribeUrl(deps.cfg, await signUnsubscribeToken(unsubscribeSecret(deps.cfg), msg.target));
+  await enqueue(deps.jobs, tx, "email.send", {
+    to: msg.to,
+    ...msg.render(url),
+    headers: { "List-Unsubscribe": `<${url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" },
+  });
+}

@@ -1,0 +1,207 @@
+// Delivery in-process with a controllable clock: the retry schedule with jitter, Retry-After,
+// 410 Gone, five days of failure, exhausted retries, SSRF refusals, and a worker that dies
+// mid-delivery. Endpoints only accept webhook.test here, so the stack's own worker never
+// delivers to them: every attempt in this file is made by the test.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { claimMessage, deliverMessage, LEASE_MS, sendMessage } from "../../functions/_shared/webhooks/delivery.ts";
+import { RETRY_DELAYS_MS } from "../../functions/_shared/webhooks/schedule.ts";
+import { admin, createTeam, type Team } from "../helpers/db.ts";
+import { createEndpoint, createMessage, DAY, endpointRow, HOUR, inProcess, messageRow } from "../helpers/webhooks.ts";
+import { startSink, type WebhookSink } from "../helpers/webhook-sink.ts";
+
+let team: Team;
+let sink: WebhookSink;
+
+beforeAll(async () => {
+  team = await createTeam("Retry");
+  // Enough events in the org to give every test its own message.
+  for (let i = 0; i < 12; i++) await admin.query("update public.orgs set name = $2 where id = $1", [team.orgId, `Retry ${i}`]);
+  sink = await startSink();
+});
+afterAll(async () => {
+  await admin.query("delete from notify.webhook_endpoints where org_id = $1", [team.orgId]);
+  await sink.close();
+});
+
+async function freshEndpoint() {
+  sink.requests.length = 0;
+  const ep = await createEndpoint(team.owner, team.orgId, sink.url, ["webhook.test"]);
+  return ep.endpoint_id;
+}
+
+describe("retry schedule", () => {
+  it("a flaky receiver is retried after 5 s, 5 min, 30 min (±10%), then succeeds; the webhook-id never changes", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    const jitters = [0, 0.999, 0.25];
+    let call = 0;
+    const { deps, scheduled, clock } = inProcess({ random: () => jitters[call - 1] ?? 0.5 });
+    sink.reply = (n) => (n <= 3 ? { status: 500, body: "boom ".repeat(200) } : { status: 204 });
+
+    for (let i = 0; i < 3; i++) {
+      call++;
+      const before = clock.now().getTime();
+      const out = await deliverMessage(deps, messageId);
+      expect(out).toMatchObject({ status: "retrying", attempt: i + 1, statusCode: 500 });
+      const delay = scheduled[i].at!.getTime() - before;
+      expect(delay).toBeGreaterThanOrEqual(RETRY_DELAYS_MS[i] * 0.9);
+      expect(delay).toBeLessThanOrEqual(RETRY_DELAYS_MS[i] * 1.1);
+      expect(new Date((await messageRow(messageId)).next_attempt_at).getTime()).toBe(scheduled[i].at!.getTime());
+      // Too early: a stale job does nothing.
+      expect(await deliverMessage(deps, messageId)).toEqual({ status: "skipped", reason: "not due yet" });
+      clock.set(scheduled[i].at!);
+    }
+    expect(scheduled.map((s) => Math.round((s.at!.getTime() - 0) / 1000))).toHaveLength(3);
+    const done = await deliverMessage(deps, messageId);
+    expect(done).toMatchObject({ status: "succeeded", attempt: 4, statusCode: 204 });
+
+    expect(sink.requests).toHaveLength(4);
+    expect(new Set(sink.requests.map((r) => r.headers["webhook-id"]))).toEqual(new Set([messageId]));
+    const m = await messageRow(messageId);
+    expect(m).toMatchObject({ status: "succeeded", attempt_count: 4, last_status_code: 204, last_error: null, locked_until: null });
+    const { rows: attempts } = await admin.query(
+      "select attempt, status_code, response_snippet, error, latency_ms from notify.webhook_attempts where message_id = $1 order by attempt", [messageId]);
+    expect(attempts.map((a) => [a.attempt, a.status_code, a.error])).toEqual([[1, 500, "HTTP 500"], [2, 500, "HTTP 500"], [3, 500, "HTTP 500"], [4, 204, null]]);
+    expect(attempts[0].response_snippet).toHaveLength(500);
+    expect(attempts[0].latency_ms).toBeGreaterThanOrEqual(0);
+    // Success ends the endpoint's failing streak.
+    expect((await endpointRow(endpointId)).failing_since).toBeNull();
+  });
+
+  it("Retry-After (seconds or HTTP date) wins when it asks for longer", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    const { deps, scheduled, clock } = inProcess();
+    sink.reply = (n) => n === 1
+      ? { status: 429, headers: { "retry-after": "3600" } }
+      : { status: 503, headers: { "retry-after": new Date(clock.now().getTime() + 2 * HOUR).toUTCString() } };
+    const t0 = clock.now().getTime();
+    await deliverMessage(deps, messageId);
+    expect(scheduled[0].at!.getTime() - t0).toBe(3600_000);
+    clock.set(scheduled[0].at!);
+    await deliverMessage(deps, messageId);
+    // HTTP dates have whole seconds.
+    expect(Math.abs(scheduled[1].at!.getTime() - clock.now().getTime() - 2 * HOUR)).toBeLessThan(1000);
+  });
+
+  it("3xx is a failure and is not followed", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    const { deps } = inProcess();
+    sink.reply = (n) => (n === 1 ? { status: 302, headers: { location: "/elsewhere" } } : { status: 200 });
+    expect(await deliverMessage(deps, messageId)).toMatchObject({ status: "retrying", statusCode: 302, error: "redirect 302 not followed" });
+    expect(sink.requests).toHaveLength(1);
+  });
+
+  it("a receiver that never answers times out as a failed attempt", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    const { deps } = inProcess({ timeoutMs: 300 });
+    sink.reply = () => ({ status: 200, hang: true });
+    expect(await deliverMessage(deps, messageId)).toMatchObject({ status: "retrying", error: "timed out after 300 ms" });
+  });
+
+  it("after 8 failed attempts the message is failed, and stays so", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    const { deps, scheduled, clock } = inProcess();
+    sink.reply = () => ({ status: 500 });
+    for (let i = 1; i <= 8; i++) {
+      const out = await deliverMessage(deps, messageId);
+      expect(out.status).toBe(i < 8 ? "retrying" : "failed");
+      if (i < 8) clock.set(scheduled[i - 1].at!);
+    }
+    expect(scheduled).toHaveLength(7);
+    expect(await messageRow(messageId)).toMatchObject({ status: "failed", attempt_count: 8, last_status_code: 500 });
+    expect(await deliverMessage(deps, messageId)).toEqual({ status: "skipped", reason: "message already failed" });
+    expect(sink.requests).toHaveLength(8);
+    // Total span: about 5 s + 5 min + 30 min + 2 h + 5 h + 10 h + 10 h.
+    expect(scheduled[6].at!.getTime() - scheduled[0].at!.getTime()).toBeGreaterThan(27 * HOUR);
+  });
+});
+
+describe("disabling endpoints", () => {
+  it("410 Gone disables the endpoint at once, fails its waiting messages and emits webhook.endpoint_disabled", async () => {
+    const endpointId = await freshEndpoint();
+    const first = await createMessage(team.orgId, endpointId);
+    const waiting = await createMessage(team.orgId, endpointId);
+    const { deps, scheduled } = inProcess();
+    sink.reply = () => ({ status: 410 });
+    expect(await deliverMessage(deps, first)).toMatchObject({ status: "disabled", statusCode: 410 });
+    expect(scheduled).toHaveLength(0);
+    expect(await endpointRow(endpointId)).toMatchObject({ status: "disabled", disabled_reason: "the endpoint answered 410 Gone" });
+    expect((await messageRow(first)).status).toBe("failed");
+    expect(await messageRow(waiting)).toMatchObject({ status: "failed", last_error: "endpoint disabled: the endpoint answered 410 Gone" });
+    expect(await deliverMessage(deps, waiting)).toMatchObject({ status: "skipped" });
+    expect(sink.requests).toHaveLength(1);
+    const { rows } = await admin.query(
+      "select payload from notify.events where org_id = $1 and type = 'webhook.endpoint_disabled' and subject_id = $2", [team.orgId, endpointId]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].payload).toMatchObject({ endpoint_id: endpointId, reason: "the endpoint answered 410 Gone" });
+  });
+
+  it("an endpoint failing for 5 days is disabled at its next failure, and admins hear of it through the outbox", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    const { deps, clock } = inProcess();
+    sink.reply = () => ({ status: 503 });
+    // The streak starts at the first failure...
+    expect((await deliverMessage(deps, messageId)).status).toBe("retrying");
+    const since = new Date((await endpointRow(endpointId)).failing_since);
+    expect(since.getTime()).toBe(clock.now().getTime());
+    // ...and 4 days later the endpoint is still on.
+    clock.set(new Date(since.getTime() + 4 * DAY));
+    expect((await deliverMessage(deps, messageId)).status).toBe("retrying");
+    clock.set(new Date(since.getTime() + 5 * DAY + 1000));
+    expect((await deliverMessage(deps, messageId)).status).toBe("disabled");
+    const ep = await endpointRow(endpointId);
+    expect(ep.status).toBe("disabled");
+    expect(ep.disabled_reason).toMatch(/failed for 5 days/);
+    expect((await messageRow(messageId)).status).toBe("failed");
+    const { rows } = await admin.query(
+      "select payload from notify.events where type = 'webhook.endpoint_disabled' and subject_id = $1", [endpointId]);
+    expect(rows[0].payload).toMatchObject({ endpoint_id: endpointId, url: sink.url });
+    expect(rows[0].payload.failing_since).toBeTruthy();
+  });
+});
+
+describe("SSRF at delivery", () => {
+  it("with loopback not allowed, a loopback endpoint is a failed attempt with a clear error and nothing is sent", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    const { deps } = inProcess({ policy: { allowLoopback: false } });
+    const out = await deliverMessage(deps, messageId);
+    expect(out).toMatchObject({ status: "retrying" });
+    expect(out.status !== "skipped" && out.error).toMatch(/refused: 127\.0\.0\.1 resolves to 127\.0\.0\.1 \(loopback address\)/);
+    expect(sink.requests).toHaveLength(0);
+    const { rows } = await admin.query("select status_code, error from notify.webhook_attempts where message_id = $1", [messageId]);
+    expect(rows).toEqual([{ status_code: null, error: expect.stringMatching(/loopback address/) }]);
+  });
+});
+
+describe("crash safety", () => {
+  it("a worker that dies after the POST but before recording it leads to the same webhook-id again, then succeeded", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    const { deps, clock } = inProcess();
+    sink.reply = () => ({ status: 200 });
+
+    // The dying worker: it claims and sends, then never records.
+    const claim = await claimMessage(deps, messageId);
+    if ("skipped" in claim) throw new Error(claim.skipped);
+    await sendMessage(deps, claim);
+    expect(sink.requests).toHaveLength(1);
+    expect((await messageRow(messageId)).status).toBe("delivering");
+
+    // pg-boss brings the job back; while the lease runs, another attempt is refused (job retried)...
+    clock.advance(10_000);
+    await expect(deliverMessage(deps, messageId)).rejects.toThrow(/in flight/);
+    // ...and once it has run out, the message goes again.
+    clock.advance(LEASE_MS);
+    expect(await deliverMessage(deps, messageId)).toMatchObject({ status: "succeeded", attempt: 2 });
+    expect(sink.requests.map((r) => r.headers["webhook-id"])).toEqual([messageId, messageId]);
+    expect(await messageRow(messageId)).toMatchObject({ status: "succeeded", locked_until: null });
+    const { rows } = await admin.query("select attempt, error from notify.webhook_attempts where message_id = $1 order by attempted_at", [messageId]);
+    expect(rows).toEqual([{ attempt: 1, error: expect.stringMatching(/worker stopped/) }, { attempt: 2, error: null }]);
+  });
+});
