@@ -193,7 +193,7 @@ begin
   -- All or nothing: an id that is not the caller's (or does not exist) refuses the whole call.
   select count(*) into v_mine from notify.notifications n where n.id = any (p_ids) and n.user_id = v_uid;
   if v_mine <> v_wanted then
-    raise exception '% of the notifications were not found', v_wanted - v_mine using errcode = 'P0002';
+    raise exception '% of the notifications were not found', v_wanted - v_mine using errcode = 'PT404';
   end if;
   update notify.notifications n set read_at = now()
   where n.id = any (p_ids) and n.user_id = v_uid and n.read_at is null;
@@ -201,7 +201,7 @@ begin
   return v_marked;
 end
 $$;
-comment on function public.mark_read(uuid[]) is 'Marks the caller''s notifications read; returns how many changed. Any id that is not the caller''s refuses the whole call (P0002).';
+comment on function public.mark_read(uuid[]) is 'Marks the caller''s notifications read; returns how many changed. Any id that is not the caller''s refuses the whole call (PT404).';
 
 create or replace function public.mark_all_read(p_org_id uuid default null)
 returns integer

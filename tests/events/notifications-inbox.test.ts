@@ -81,8 +81,8 @@ describe("unread_count, mark_read, mark_all_read", () => {
   });
 
   it("mark_read refuses someone else's notification, even mixed with own ones, and changes nothing", async () => {
-    await expectSqlError(rpc(team.member, "mark_read", { p_ids: [owners] }), "P0002", /not found/);
-    await expectSqlError(rpc(team.member, "mark_read", { p_ids: [mine[0], owners] }), "P0002");
+    await expectSqlError(rpc(team.member, "mark_read", { p_ids: [owners] }), "PT404", /not found/);
+    await expectSqlError(rpc(team.member, "mark_read", { p_ids: [mine[0], owners] }), "PT404");
     expect(await readAt(mine[0])).toBeNull();
     expect(await readAt(owners)).toBeNull();
   });
