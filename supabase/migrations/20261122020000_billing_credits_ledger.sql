@@ -311,8 +311,8 @@ end
 $$;
 comment on function billing.reserve_credits(uuid, bigint, text, interval, text) is 'Holds credits for work about to run. Idempotent by key. Fails with PT402 (HTTP 402) when too few are available.';
 
-create or replace function billing.settle_credits(p_reservation_id uuid, p_amount bigint)
-returns billing.credit_reservations
+-- Locks a reservation for resolving it, its account first (the order every operation uses).
+create or replace function private.lock_reservation(p_reservation_id uuid) returns billing.credit_reservations
 language plpgsql security definer
 set search_path = ''
 as $$
@@ -325,6 +325,20 @@ begin
   end if;
   perform private.lock_credit_account(v_res.org_id);
   select * into v_res from billing.credit_reservations where id = p_reservation_id for update;
+  return v_res;
+end
+$$;
+revoke all on function private.lock_reservation(uuid) from public;
+
+create or replace function billing.settle_credits(p_reservation_id uuid, p_amount bigint)
+returns billing.credit_reservations
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_res billing.credit_reservations;
+begin
+  v_res := private.lock_reservation(p_reservation_id);
   if v_res.status = 'posted' and v_res.settled_amount = p_amount then
     return v_res; -- already applied
   end if;
@@ -351,12 +365,7 @@ as $$
 declare
   v_res billing.credit_reservations;
 begin
-  select * into v_res from billing.credit_reservations where id = p_reservation_id;
-  if not found then
-    raise exception 'reservation not found' using errcode = 'PT404';
-  end if;
-  perform private.lock_credit_account(v_res.org_id);
-  select * into v_res from billing.credit_reservations where id = p_reservation_id for update;
+  v_res := private.lock_reservation(p_reservation_id);
   if v_res.status = p_status then
     return v_res; -- already applied
   end if;
@@ -382,7 +391,7 @@ comment on function billing.void_credits(uuid) is 'Releases a pending reservatio
 
 -- Expires stale reservations and past-due grants; the worker runs it every minute. A grant
 -- loses its unheld credits now and its held ones when their reservations resolve.
-create or replace function billing.expire_credits(p_now timestamptz default now())
+create or replace function billing.expire_credits(p_now timestamptz default now(), p_org_id uuid default null)
 returns table (reservations int, grants int)
 language plpgsql security definer
 set search_path = ''
@@ -393,11 +402,13 @@ declare
   v_grants int := 0;
   v_free bigint;
 begin
-  for r in select id from billing.credit_reservations where status = 'pending' and expires_at <= p_now order by id loop
+  for r in select id from billing.credit_reservations
+           where status = 'pending' and expires_at <= p_now and (p_org_id is null or org_id = p_org_id) order by id loop
     perform private.resolve_without_spending(r.id, 'expired');
     v_res := v_res + 1;
   end loop;
-  for r in select id, org_id from billing.credit_grants where expired_at is null and expires_at <= p_now order by org_id, id loop
+  for r in select id, org_id from billing.credit_grants
+           where expired_at is null and expires_at <= p_now and (p_org_id is null or org_id = p_org_id) order by org_id, id loop
     perform private.lock_credit_account(r.org_id);
     select remaining - held into v_free from billing.credit_grants where id = r.id and expired_at is null for update;
     continue when not found;
@@ -410,7 +421,7 @@ begin
   return query select v_res, v_grants;
 end
 $$;
-comment on function billing.expire_credits(timestamptz) is 'Expires pending reservations past their expires_at and grants past theirs. Safe to run any number of times.';
+comment on function billing.expire_credits(timestamptz, uuid) is 'Expires pending reservations past their expires_at and grants past theirs, for one org or (null) all. Safe to run any number of times.';
 
 -- Refunds and disputes: take back what is still unspent (from the named grant first, then in
 -- draw order) and record the rest as debt, repaid from future grants.
@@ -471,7 +482,7 @@ revoke all on function
   billing.reserve_credits(uuid, bigint, text, interval, text),
   billing.settle_credits(uuid, bigint),
   billing.void_credits(uuid),
-  billing.expire_credits(timestamptz),
+  billing.expire_credits(timestamptz, uuid),
   billing.claw_back_credits(uuid, bigint, text, uuid)
   from public, anon, authenticated;
 grant execute on function
@@ -479,7 +490,7 @@ grant execute on function
   billing.reserve_credits(uuid, bigint, text, interval, text),
   billing.settle_credits(uuid, bigint),
   billing.void_credits(uuid),
-  billing.expire_credits(timestamptz),
+  billing.expire_credits(timestamptz, uuid),
   billing.claw_back_credits(uuid, bigint, text, uuid)
   to service_role;
 

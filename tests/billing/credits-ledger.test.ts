@@ -121,8 +121,8 @@ describe("expiry", () => {
     await op("grant_credits", { p_org_id: orgId, p_category: "manual", p_amount: 10, p_idempotency_key: key() });
     const [res] = await op<{ id: string }>("reserve_credits", { p_org_id: orgId, p_amount: 4, p_idempotency_key: key(), p_ttl: "1 second" });
     const future = new Date(Date.now() + 60_000).toISOString();
-    await op("expire_credits", { p_now: future });
-    await op("expire_credits", { p_now: future });
+    await op("expire_credits", { p_now: future, p_org_id: orgId });
+    await op("expire_credits", { p_now: future, p_org_id: orgId });
     const { rows } = await admin.query("select status from billing.credit_reservations where id = $1", [res.id]);
     expect(rows[0].status).toBe("expired");
     expect(await account(orgId)).toEqual({ balance: 10, reserved: 0, debt: 0 });
@@ -135,7 +135,7 @@ describe("expiry", () => {
     const expires = new Date(Date.now() + 60_000).toISOString();
     await op("grant_credits", { p_org_id: orgId, p_category: "promotional", p_amount: 10, p_idempotency_key: key(), p_expires_at: expires });
     const [res] = await op<{ id: string }>("reserve_credits", { p_org_id: orgId, p_amount: 6, p_idempotency_key: key(), p_ttl: "1 hour" });
-    await op("expire_credits", { p_now: new Date(Date.now() + 120_000).toISOString() });
+    await op("expire_credits", { p_now: new Date(Date.now() + 120_000).toISOString(), p_org_id: orgId });
     expect(await account(orgId)).toEqual({ balance: 6, reserved: 6, debt: 0 });
     await op("settle_credits", { p_reservation_id: res.id, p_amount: 2 });
     expect(await account(orgId)).toEqual({ balance: 0, reserved: 0, debt: 0 });

@@ -64,7 +64,7 @@ describe("credits ledger properties", () => {
               }
             } else if (c.kind === "expire") {
               clock += c.advanceMin;
-              await op("expire_credits", { p_now: new Date(start + clock * 60_000).toISOString() });
+              await op("expire_credits", { p_now: new Date(start + clock * 60_000).toISOString(), p_org_id: orgId });
             } else if (c.kind === "clawback") {
               await op("claw_back_credits", { p_org_id: orgId, p_amount: c.amount, p_idempotency_key: k });
             }
