@@ -5,7 +5,8 @@
 
 insert into notify.event_types (type, module, description, sensitive) values
   ('webhook.test', 'webhooks', 'A test event sent to one webhook endpoint on request', false),
-  ('webhook.endpoint_disabled', 'webhooks', 'A webhook endpoint was disabled automatically (410 Gone, or failing for 5 days)', false);
+  -- Sensitive: the URL may carry a secret (chat-app hook URLs do).
+  ('webhook.endpoint_disabled', 'webhooks', 'A webhook endpoint was disabled automatically (410 Gone, or failing for 5 days)', true);
 
 -- ---------------------------------------------------------------------------
 -- Tables

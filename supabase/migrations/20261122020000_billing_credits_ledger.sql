@@ -289,7 +289,7 @@ begin
   returning * into v_res;
   for g in
     select id, remaining - held as free from billing.credit_grants
-    where org_id = p_org_id and expired_at is null and remaining > held and effective_at <= now()
+    where org_id = p_org_id and expired_at is null and remaining > held
     order by priority, expires_at nulls last, created_at, id
     for update
   loop
@@ -402,10 +402,16 @@ declare
   v_grants int := 0;
   v_free bigint;
 begin
+  -- In org order (the order accounts are locked everywhere), and one failure does not stop the
+  -- run: a reservation settled since the scan is simply skipped.
   for r in select id from billing.credit_reservations
-           where status = 'pending' and expires_at <= p_now and (p_org_id is null or org_id = p_org_id) order by id loop
-    perform private.resolve_without_spending(r.id, 'expired');
-    v_res := v_res + 1;
+           where status = 'pending' and expires_at <= p_now and (p_org_id is null or org_id = p_org_id) order by org_id, id loop
+    begin
+      perform private.resolve_without_spending(r.id, 'expired');
+      v_res := v_res + 1;
+    exception when invalid_parameter_value then
+      null; -- resolved by someone else meanwhile
+    end;
   end loop;
   for r in select id, org_id from billing.credit_grants
            where expired_at is null and expires_at <= p_now and (p_org_id is null or org_id = p_org_id) order by org_id, id loop

@@ -179,6 +179,8 @@ create trigger customers_audit after insert or update or delete on billing.custo
 -- ---------------------------------------------------------------------------
 
 -- The org's plan: its live subscription's, else the default plan.
+-- A signed-in user learns only their own orgs' plans; the service role (and SQL without claims,
+-- such as the worker's and other modules' RPCs) sees any.
 create or replace function billing.current_plan(p_org_id uuid) returns text
 language sql stable security definer
 set search_path = ''
@@ -188,6 +190,8 @@ as $$
      where s.org_id = p_org_id and s.status in ('trialing', 'active', 'past_due') and s.plan_key is not null
      order by s.current_period_end desc nulls last limit 1),
     (select p.key from billing.plans p where p.is_default))
+  where coalesce(auth.role(), 'service_role') = 'service_role'
+     or p_org_id in (select private.member_org_ids())
 $$;
 
 create or replace function billing.entitled(p_org_id uuid, p_feature text) returns boolean

@@ -68,8 +68,9 @@ export async function dispatchBatch(db: Db, consumers: EventConsumer[], opts: Di
           update notify.events
           set dispatch_attempts = dispatch_attempts + 1,
               last_error = ${errors.join("; ").slice(0, 2000)},
+              -- Capped before any cast: 2^31 would overflow int and fail the whole batch.
               next_dispatch_at = ${now.toISOString()}::timestamptz
-                + make_interval(secs => least(${MAX_BACKOFF_SECONDS}, power(2, dispatch_attempts + 1)::int))
+                + make_interval(secs => least(${MAX_BACKOFF_SECONDS}, power(2, least(dispatch_attempts + 1, 12))))
           where id = ${event.id}`.execute(tx);
       }
     }

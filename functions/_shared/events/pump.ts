@@ -30,8 +30,13 @@ export function startOutboxPump(opts: { connectionString: string; db: Db; boss: 
       if (listener === client) listener = undefined;
     });
     client.on("notification", kick);
-    await client.connect();
-    await client.query("listen plinth_outbox");
+    try {
+      await client.connect();
+      await client.query("listen plinth_outbox");
+    } catch (err) {
+      await client.end().catch(() => {}); // no leaked connection while the database flaps
+      throw err;
+    }
     listener = client;
   };
 

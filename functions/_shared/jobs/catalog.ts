@@ -49,8 +49,9 @@ export const JOBS = {
   },
   "credits.expire": {
     payload: CreditsExpirePayload,
-    // Every minute: stale reservations give their credits back, past-due grants expire.
-    queue: { retryLimit: 2, retryDelay: 30, expireInSeconds: 120 },
+    // Every minute: stale reservations give their credits back, past-due grants expire. One run
+    // at a time (stately), so two runs never contend for the same accounts.
+    queue: { policy: "stately", retryLimit: 2, retryDelay: 30, expireInSeconds: 120 },
     cron: "* * * * *",
   },
   "webhook.deliver": {

@@ -10,7 +10,7 @@ import { renderNotificationEmail } from "./templates.ts";
 interface FannedOut {
   notification_id: string;
   user_id: string;
-  email: string;
+  email: string | null;
   type: string;
   title: string;
   body: string;

@@ -18,7 +18,7 @@ const DigestItems = z.array(z.object({
 
 interface Claimed {
   user_id: string;
-  email: string;
+  email: string | null;
   display_name: string | null;
   items: unknown;
 }

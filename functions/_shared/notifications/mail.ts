@@ -3,6 +3,7 @@
 import type { Config } from "../config.ts";
 import type { Tx } from "../db/client.ts";
 import type { RenderedEmail } from "../email/templates.ts";
+import { EmailSendPayload } from "../jobs/catalog.ts";
 import { enqueue, type JobSender } from "../jobs/queue.ts";
 import { signUnsubscribeToken, type UnsubscribeTarget } from "./token.ts";
 
@@ -29,15 +30,21 @@ export function appLink(cfg: NotificationMailDeps["cfg"], path: string | null | 
   return path ? new URL(path, cfg.PLINTH_APP_URL).toString() : undefined;
 }
 
+/**
+ * Returns false, queueing nothing, for a recipient without a usable address (a phone-only or
+ * anonymous user): one such recipient must not hold back everyone else's notifications.
+ */
 export async function enqueueNotificationEmail(
   deps: NotificationMailDeps,
   tx: Tx,
-  msg: { to: string; target: UnsubscribeTarget; render: (unsubscribeUrl: string) => RenderedEmail },
-): Promise<void> {
+  msg: { to: string | null; target: UnsubscribeTarget; render: (unsubscribeUrl: string) => RenderedEmail },
+): Promise<boolean> {
+  if (!msg.to || !EmailSendPayload.shape.to.safeParse(msg.to).success) return false;
   const url = unsubscribeUrl(deps.cfg, await signUnsubscribeToken(unsubscribeSecret(deps.cfg), msg.target));
   await enqueue(deps.jobs, tx, "email.send", {
     to: msg.to,
     ...msg.render(url),
     headers: { "List-Unsubscribe": `<${url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" },
   });
+  return true;
 }

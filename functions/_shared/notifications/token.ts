@@ -40,7 +40,12 @@ function toBase64Url(bytes: Uint8Array): string {
 
 function fromBase64Url(s: string): Uint8Array<ArrayBuffer> | undefined {
   if (!/^[A-Za-z0-9_-]+$/.test(s)) return undefined;
-  const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
+  let bin: string;
+  try {
+    bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
+  } catch {
+    return undefined; // e.g. a length no base64 can have
+  }
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;

@@ -136,7 +136,8 @@ async function snippetOf(res: Response): Promise<string> {
   } finally {
     await reader.cancel().catch(() => {});
   }
-  return text.slice(0, SNIPPET_CHARS);
+  // Postgres text cannot hold NUL; a receiver answering with one must not make the attempt unrecordable.
+  return text.slice(0, SNIPPET_CHARS).replace(/\u0000/g, "");
 }
 
 /** Step 2: the HTTP POST, with the SSRF check first. Never throws: failures are results. */
@@ -169,7 +170,7 @@ export async function sendMessage(deps: DeliveryDeps, claim: Claim): Promise<Sen
       ? e.message
       : e?.name === "TimeoutError" || e?.name === "AbortError"
       ? `timed out after ${deps.timeoutMs ?? DELIVERY_TIMEOUT_MS} ms`
-      : `request failed: ${e?.message ?? String(err)}`;
+      : `request failed: ${e?.message ?? String(err)}`.replace(/\u0000/g, "");
     return { latencyMs: latency(), error };
   }
 }
