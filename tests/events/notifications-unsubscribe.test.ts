@@ -86,6 +86,8 @@ describe("unsubscribe links", () => {
     it("malformed", async () => {
       await refused("not-a-token-at-all-really");
       await refused("abc.def.ghi.jkl.mno.pqr");
+      // Base64url characters, but a length no base64 can have (atob throws on it).
+      await refused("aaaaaaaaaaaaaaaa.a");
     });
   });
 

@@ -148,7 +148,7 @@ describe("dispatching", () => {
     let down = true;
     const flaky = recorder("test-flaky", (e) => e.id === id && down);
 
-    await dispatchBatch(db, [ok, flaky], { now: later() });
+    await dispatchBatch(db, [ok, flaky], { now: later(), orgId: team.orgId });
     expect(ok.seen).toContain(id);
     expect(await receipts(id)).toEqual(["test-ok"]);
     const { rows } = await admin.query(
@@ -159,11 +159,25 @@ describe("dispatching", () => {
     expect(rows[0].last_error).toMatch(/test-flaky: consumer down/);
 
     down = false;
-    await dispatchBatch(db, [ok, flaky], { now: new Date(Date.now() + 3 * 3600_000) });
+    await dispatchBatch(db, [ok, flaky], { now: new Date(Date.now() + 3 * 3600_000), orgId: team.orgId });
     expect(ok.seen.filter((x) => x === id)).toHaveLength(1); // not repeated
     expect(flaky.seen.filter((x) => x === id)).toHaveLength(1);
     expect(await receipts(id)).toEqual(["test-flaky", "test-ok"]);
     expect((await admin.query("select dispatched_at from notify.events where id = $1", [id])).rows[0].dispatched_at).not.toBeNull();
+  });
+
+  it("a consumer failing for days backs off at most an hour and never breaks the batch", async () => {
+    const team = await createTeam();
+    const id = await heldBackEvent(team.orgId);
+    await admin.query("update notify.events set dispatch_attempts = 40 where id = $1", [id]);
+    const down = recorder("test-down", (e) => e.id === id);
+    const at = later();
+    await dispatchBatch(db, [down], { now: at, orgId: team.orgId });
+    const { rows } = await admin.query(
+      "select dispatch_attempts, extract(epoch from next_dispatch_at - $2::timestamptz)::int as wait from notify.events where id = $1",
+      [id, at.toISOString()],
+    );
+    expect(rows[0]).toEqual({ dispatch_attempts: 41, wait: 3600 });
   });
 
   it("a dispatcher killed mid-transaction leaves the event pending, and it is delivered again", async () => {
@@ -180,7 +194,7 @@ describe("dispatching", () => {
         await sql`select pg_sleep(30)`.execute(tx);
       },
     };
-    const dying = dispatchBatch(db, [stalled], { now: later() });
+    const dying = dispatchBatch(db, [stalled], { now: later(), orgId: team.orgId });
     while (!pid) await new Promise((r) => setTimeout(r, 20));
     await admin.query("select pg_terminate_backend($1)", [pid]);
     await expect(dying).rejects.toThrow();
@@ -189,7 +203,7 @@ describe("dispatching", () => {
       .toEqual({ dispatched_at: null, dispatch_attempts: 0 });
 
     const again = recorder("test-once");
-    await dispatchBatch(db, [again], { now: later() });
+    await dispatchBatch(db, [again], { now: later(), orgId: team.orgId });
     expect(again.seen).toContain(id);
     expect(await receipts(id)).toEqual(["test-once"]);
   });

@@ -73,4 +73,23 @@ describe("the outbox on realtime", () => {
       data: { user_id: team.viewer.id, old_role: "viewer", new_role: "member" },
     });
   });
+
+  it("sensitive events (invitee emails, key metadata) are not broadcast on the org channel", async () => {
+    const team = await createTeam();
+    await rpc(team.owner, "create_api_key", { p_org_id: team.orgId, p_name: "quiet", p_scopes: ["content.read"] });
+    await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_name: "Loud" });
+    // Wait until both events are dispatched, then compare what reached the channel.
+    const deadline = Date.now() + 20_000;
+    let pending = 1;
+    while (pending && Date.now() < deadline) {
+      ({ rows: [{ n: pending }] } = await admin.query(
+        "select count(*)::int as n from notify.events where org_id = $1 and dispatched_at is null", [team.orgId]));
+      if (pending) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(pending).toBe(0);
+    const { rows } = await admin.query("select event from realtime.messages where topic = $1", [`org:${team.orgId}`]);
+    const events = rows.map((r) => r.event);
+    expect(events).toContain("org.updated");
+    expect(events).not.toContain("api_key.created");
+  });
 });

@@ -27,6 +27,8 @@ export interface DispatchOptions {
   limit?: number;
   /** The dispatcher's clock (tests pass a later time to reach events held back from the worker). */
   now?: Date;
+  /** Only this org's events (a targeted redrive; tests keep to their own org this way). */
+  orgId?: string;
 }
 
 export async function dispatchBatch(db: Db, consumers: EventConsumer[], opts: DispatchOptions = {}): Promise<DispatchResult> {
@@ -38,6 +40,7 @@ export async function dispatchBatch(db: Db, consumers: EventConsumer[], opts: Di
              payload, occurred_at
       from notify.events
       where dispatched_at is null and next_dispatch_at <= ${now.toISOString()}::timestamptz
+        and (${opts.orgId ?? null}::uuid is null or org_id = ${opts.orgId ?? null}::uuid)
       order by seq
       limit ${limit}
       for update skip locked`.execute(tx);
