@@ -1,12 +1,14 @@
 // Runs under Deno. Serves every edge function at /functions/v1/<name>/..., handing each the
 // path the hosted runtime would (/<name>/...), so the same app code runs here and there.
 import { createApiApp, createApiDeps } from "../functions/api/app.ts";
+import { createWebhooksApp, createWebhooksDeps } from "../functions/webhooks/app.ts";
 import { createWorkerApp } from "../functions/worker/app.ts";
 
 const env = Deno.env.toObject();
 const functions: Record<string, { fetch: (req: Request) => Response | Promise<Response> }> = {
   api: createApiApp(createApiDeps(env)),
   worker: createWorkerApp(env),
+  webhooks: createWebhooksApp(createWebhooksDeps(env)),
 };
 
 const port = Number(env.PLINTH_FUNCTIONS_PORT ?? 54321);

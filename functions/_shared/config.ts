@@ -27,6 +27,14 @@ export const ConfigSchema = z.object({
   PLINTH_WEBHOOKS_ALLOW_LOOPBACK: z.stringbool().default(false),
   /** Signs one-click unsubscribe links in notification emails. Required in production: notifications wait until it is set. */
   PLINTH_UNSUBSCRIBE_SECRET: z.string().min(32).optional(),
+  /** Stripe secret key (sk_…); billing routes answer 503 without it. */
+  STRIPE_SECRET_KEY: z.string().min(1).optional().or(z.literal("").transform(() => undefined)),
+  /** Signing secret of the Stripe webhook endpoint (whsec_…); the webhook answers 503 without it. */
+  STRIPE_WEBHOOK_SECRET: z.string().min(1).optional().or(z.literal("").transform(() => undefined)),
+  /** Another Stripe API base (the local fake: http://127.0.0.1:PORT); unset means api.stripe.com. */
+  STRIPE_API_BASE: optionalUrl,
+  /** Comma-separated origins that checkout and portal return URLs may point at; defaults to PLINTH_APP_URL's origin. */
+  PLINTH_RETURN_ORIGINS: z.string().optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -10,6 +10,7 @@ import { createDb } from "../_shared/db/client.ts";
 import { ApiError, errorBody, fromPostgresError } from "../_shared/http/errors.ts";
 import { Producer } from "../_shared/jobs/queue.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
+import { registerBilling } from "./routes/billing.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerInvitations } from "./routes/invitations.ts";
 import { registerMe } from "./routes/me.ts";
@@ -53,6 +54,7 @@ export function createApiApp(deps: ApiDeps) {
   registerInvitations(app);
   registerWebhooks(app);
   registerUnsubscribe(app);
+  registerBilling(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

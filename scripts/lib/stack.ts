@@ -5,6 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { applyMigrations, applyPlatform, applySeed, isSeeded } from "./database.ts";
 import { databaseUrl, ROOT, type StackConfig } from "./env.ts";
+import { demoCatalog, startFakeStripe } from "./fake-stripe.ts";
 import { projectKeys } from "./keys.ts";
 import { startMailSink, type MailSink } from "./mail-sink.ts";
 import { startPostgres } from "./postgres.ts";
@@ -12,6 +13,8 @@ import { type Child, spawnDeno, waitFor } from "./processes.ts";
 
 /** Local-only secret for unsubscribe links; hosted projects must set their own (see README). */
 export const LOCAL_UNSUBSCRIBE_SECRET = "local-unsubscribe-secret-not-for-production-000";
+/** Signing secret of the local fake Stripe's webhooks (keyless `npm start`). */
+export const LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_plinth_local_fake_not_for_production";
 
 export interface StackOptions {
   seed: boolean;
@@ -53,6 +56,19 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
     const mail = await startMailSink({ smtpPort: cfg.mailSmtpPort, httpPort: cfg.mailHttpPort });
     stops.push(() => mail.close());
 
+    // Without a Stripe key (in the env or from the caller), billing runs against the local fake.
+    const stripeEnv: Record<string, string> = {};
+    if (!process.env.STRIPE_SECRET_KEY && !opts.functionsEnv?.STRIPE_SECRET_KEY) {
+      const fake = await startFakeStripe({ port: Number(process.env.PLINTH_STRIPE_PORT ?? 54326), objects: demoCatalog() });
+      stops.push(() => fake.close());
+      opts.log("stack", `fake Stripe on ${fake.url} (set STRIPE_SECRET_KEY to use Stripe itself)`);
+      Object.assign(stripeEnv, {
+        STRIPE_SECRET_KEY: fake.secretKey,
+        STRIPE_API_BASE: fake.url,
+        STRIPE_WEBHOOK_SECRET: process.env.STRIPE_WEBHOOK_SECRET ?? LOCAL_STRIPE_WEBHOOK_SECRET,
+      });
+    }
+
     const keys = await projectKeys(cfg.jwtSecret);
     const functionsUrl = `http://127.0.0.1:${cfg.functionsPort}/functions/v1`;
     const env: Record<string, string> = {
@@ -67,6 +83,7 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
       PLINTH_WEBHOOKS_ALLOW_LOOPBACK: "true",
       SMTP_URL: `smtp://127.0.0.1:${cfg.mailSmtpPort}`,
       PLINTH_UNSUBSCRIBE_SECRET: process.env.PLINTH_UNSUBSCRIBE_SECRET ?? LOCAL_UNSUBSCRIBE_SECRET,
+      ...stripeEnv,
       ...opts.functionsEnv,
     };
 

@@ -8,6 +8,7 @@ import { stackConfig } from "../../scripts/lib/env.ts";
 import { startStack } from "../../scripts/lib/stack.ts";
 import { freePort } from "./free-port.ts";
 import { startJwksServer } from "./jwks-server.ts";
+import { demoCatalog, startFakeStripe } from "../../scripts/lib/fake-stripe.ts";
 
 export interface StackInfo {
   dbUrl: string;
@@ -17,6 +18,10 @@ export interface StackInfo {
   anonKey: string;
   serviceRoleKey: string;
   jwksPrivateJwk: Record<string, unknown>;
+  /** The fake Stripe the functions talk to (scripts/lib/fake-stripe.ts). */
+  stripeApiBase: string;
+  stripeSecretKey: string;
+  stripeWebhookSecret: string;
 }
 
 declare module "vitest" {
@@ -29,6 +34,8 @@ export default async function setup(project: TestProject) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "plinth-test-"));
   const logFile = path.join(dataDir, "stack.log");
   const jwks = await startJwksServer(await freePort());
+  const stripe = await startFakeStripe({ objects: demoCatalog() });
+  const stripeWebhookSecret = "whsec_plinth_test_suite_secret";
   const cfg = {
     ...stackConfig({}),
     dataDir,
@@ -40,7 +47,14 @@ export default async function setup(project: TestProject) {
   const stack = await startStack(cfg, {
     seed: true,
     log: (source, line) => fs.appendFileSync(logFile, `[${source}] ${line}\n`),
-    functionsEnv: { PLINTH_JWKS_URL: jwks.url, PLINTH_MAX_BODY_BYTES: "65536" },
+    functionsEnv: {
+      PLINTH_JWKS_URL: jwks.url,
+      PLINTH_MAX_BODY_BYTES: "65536",
+      STRIPE_SECRET_KEY: stripe.secretKey,
+      STRIPE_WEBHOOK_SECRET: stripeWebhookSecret,
+      STRIPE_API_BASE: stripe.url,
+      PLINTH_RETURN_ORIGINS: "https://app.plinth.test,http://127.0.0.1:3000",
+    },
   }).catch((err) => {
     console.error(fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").slice(-4000) : "");
     throw err;
@@ -53,10 +67,14 @@ export default async function setup(project: TestProject) {
     anonKey: stack.anonKey,
     serviceRoleKey: stack.serviceRoleKey,
     jwksPrivateJwk: jwks.privateJwk,
+    stripeApiBase: stripe.url,
+    stripeSecretKey: stripe.secretKey,
+    stripeWebhookSecret,
   });
   return async () => {
     await stack.stop();
     await jwks.close();
+    await stripe.close();
     if (process.env.PLINTH_KEEP_TEST_DATA !== "1") fs.rmSync(dataDir, { recursive: true, force: true });
   };
 }

@@ -208,6 +208,63 @@ export type Database = {
         };
         Relationships: [];
       };
+      "credit_purchases": {
+        Row: {
+          "amount_total": number | null;
+          "checkout_session_id": string;
+          "created_at": string;
+          "credits": number;
+          "credits_clawed_back": number;
+          "currency": string | null;
+          "grant_id": string | null;
+          "org_id": string;
+          "payment_intent_id": string | null;
+          "price_id": string | null;
+          "product_id": string | null;
+          "quantity": number;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "amount_total"?: number | null;
+          "checkout_session_id": string;
+          "created_at"?: string;
+          "credits": number;
+          "credits_clawed_back"?: number;
+          "currency"?: string | null;
+          "grant_id"?: string | null;
+          "org_id": string;
+          "payment_intent_id"?: string | null;
+          "price_id"?: string | null;
+          "product_id"?: string | null;
+          "quantity"?: number;
+          "updated_at"?: string;
+        };
+        Update: {
+          "amount_total"?: number | null;
+          "checkout_session_id"?: string;
+          "created_at"?: string;
+          "credits"?: number;
+          "credits_clawed_back"?: number;
+          "currency"?: string | null;
+          "grant_id"?: string | null;
+          "org_id"?: string;
+          "payment_intent_id"?: string | null;
+          "price_id"?: string | null;
+          "product_id"?: string | null;
+          "quantity"?: number;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "credit_purchases_grant_id_fkey";
+            columns: ["grant_id"];
+            isOneToOne: false;
+            referencedRelation: "credit_grants";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
       "credit_reservations": {
         Row: {
           "amount": number;
@@ -612,7 +669,7 @@ export type Database = {
       "current_plan": { Args: { "p_org_id": string }; Returns: string };
       "entitled": { Args: { "p_feature": string; "p_org_id": string }; Returns: boolean };
       "expire_credits": {
-        Args: { "p_now"?: string };
+        Args: { "p_now"?: string; "p_org_id"?: string };
         Returns: {
           "grants": number;
           "reservations": number;
@@ -679,6 +736,7 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      "summary": { Args: { "p_org_id": string }; Returns: Json };
       "void_credits": {
         Args: { "p_reservation_id": string };
         Returns: {

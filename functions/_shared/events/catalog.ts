@@ -15,6 +15,23 @@ export const EVENT_PAYLOADS = {
   "api_key.revoked": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string() }),
   "webhook.test": z.object({ endpoint_id: uuid, message: z.string() }),
   "webhook.endpoint_disabled": z.object({ endpoint_id: uuid, url: z.string(), reason: z.string(), failing_since: z.string().nullable() }),
+  "billing.subscription_changed": z.object({
+    subscription_id: z.string(),
+    status: z.string(),
+    plan_key: z.string().nullable(),
+    previous_status: z.string().nullable(),
+    previous_plan_key: z.string().nullable(),
+  }),
+  "billing.credits_granted": z.object({ amount: z.number().int(), category: z.enum(["subscription", "pack"]), source_ref: z.string() }),
+  "billing.credits_clawed_back": z.object({
+    amount: z.number().int(),
+    clawed_back: z.number().int(),
+    debt: z.number().int(),
+    reason: z.enum(["refund", "dispute"]),
+    source_ref: z.string(),
+  }),
+  "billing.payment_failed": z.object({ invoice_id: z.string(), subscription_id: z.string().nullable(), amount_due: z.number().int(), currency: z.string() }),
+  "billing.payment_action_required": z.object({ invoice_id: z.string(), subscription_id: z.string().nullable(), hosted_invoice_url: z.string().nullable() }),
 } as const satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof EVENT_PAYLOADS;

@@ -1,0 +1,78 @@
+// The webhooks edge function: inbound calls from providers, each verified by its provider's
+// signature (verify_jwt = false). POST /webhooks/stripe applies Stripe events exactly once.
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { requestId } from "hono/request-id";
+import { z } from "zod";
+import { createStripe, Stripe } from "../_shared/billing/stripe.ts";
+import { processStripeEvent } from "../_shared/billing/webhook.ts";
+import { type Config, loadConfig } from "../_shared/config.ts";
+import { createDb, type Db } from "../_shared/db/client.ts";
+import { errorBody } from "../_shared/http/errors.ts";
+
+export interface WebhooksDeps {
+  cfg: Config;
+  db: Db;
+  stripe?: Stripe;
+}
+
+export function createWebhooksDeps(env: Record<string, string | undefined>): WebhooksDeps {
+  const cfg = loadConfig(env);
+  const { db } = createDb(cfg.SUPABASE_DB_URL, cfg.PLINTH_DB_POOL_SIZE);
+  return { cfg, db, stripe: cfg.STRIPE_SECRET_KEY ? createStripe(cfg.STRIPE_SECRET_KEY, cfg.STRIPE_API_BASE) : undefined };
+}
+
+/** The part of an event we rely on before dispatching on its type. */
+const StripeEventEnvelope = z.object({
+  id: z.string().min(1).max(255),
+  object: z.literal("event"),
+  type: z.string().min(1).max(255),
+  created: z.number().int().nonnegative(),
+  livemode: z.boolean().optional(),
+  api_version: z.string().nullable().optional(),
+  data: z.object({ object: z.object({ id: z.string().min(1).max(255).optional(), object: z.string() }).passthrough() }),
+});
+
+// Stripe signs with HMAC-SHA256; SubtleCrypto works on Deno (and Node) without Node's crypto.
+const cryptoProvider = Stripe.createSubtleCryptoProvider();
+
+export function createWebhooksApp(deps: WebhooksDeps) {
+  const app = new Hono<{ Variables: { requestId: string } }>().basePath("/webhooks");
+  app.use(requestId());
+  app.use(bodyLimit({
+    maxSize: Math.max(deps.cfg.PLINTH_MAX_BODY_BYTES, 512 * 1024),
+    onError: (c) => c.json(errorBody("payload_too_large", "the body is too large"), 413),
+  }));
+
+  app.post("/stripe", async (c) => {
+    const secret = deps.cfg.STRIPE_WEBHOOK_SECRET;
+    if (!secret || !deps.stripe) {
+      return c.json(errorBody("not_configured", "Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET, STRIPE_SECRET_KEY)"), 503);
+    }
+    const signature = c.req.header("stripe-signature");
+    if (!signature) return c.json(errorBody("missing_signature", "the Stripe-Signature header is missing"), 400);
+    const raw = await c.req.text();
+    let verified: unknown;
+    try {
+      verified = await deps.stripe.webhooks.constructEventAsync(raw, signature, secret, undefined, cryptoProvider);
+    } catch {
+      return c.json(errorBody("invalid_signature", "the Stripe signature does not match the payload"), 400);
+    }
+    const envelope = StripeEventEnvelope.safeParse(verified);
+    if (!envelope.success) {
+      const details = envelope.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+      return c.json(errorBody("invalid_request", "not a Stripe event", details), 400);
+    }
+    const outcome = await processStripeEvent(deps.db, deps.stripe, verified as Stripe.Event);
+    // A duplicate was applied by an earlier delivery: 2xx, so Stripe stops sending it.
+    return c.json({ received: true, event_id: envelope.data.id, duplicate: outcome.status === "duplicate", ...outcome }, 200);
+  });
+
+  app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
+  app.onError((err, c) => {
+    // 5xx so that the provider retries; the transaction rolled back, so the retry applies it.
+    console.error(JSON.stringify({ msg: "webhook failed", request_id: c.get("requestId"), error: err.message }));
+    return c.json(errorBody("internal", "the event could not be applied; retry later", { request_id: c.get("requestId") }), 500);
+  });
+  return app;
+}
