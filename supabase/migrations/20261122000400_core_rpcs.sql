@@ -153,13 +153,13 @@ end
 $$;
 revoke all on function private.assert_other_owner(uuid, uuid) from public;
 
-create or replace function public.set_member_role(p_org_id uuid, p_user_id uuid, p_role text)
-returns void
-language plpgsql security definer
+-- Whether the caller may hand out a role (by assignment or invitation): it must exist, not
+-- outrank the caller, and grant no permission the caller lacks.
+create or replace function private.assert_can_grant_role(p_org_id uuid, p_role text) returns void
+language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
-  v_old text := private.authorize_member_change(p_org_id, p_user_id);
   v_rank int := private.role_rank(p_org_id, p_role);
 begin
   if v_rank is null then
@@ -171,6 +171,19 @@ begin
   if not private.role_permissions(p_org_id, p_role) <@ private.my_permissions(p_org_id) then
     raise exception 'you cannot grant a role with permissions you do not hold' using errcode = '42501';
   end if;
+end
+$$;
+revoke all on function private.assert_can_grant_role(uuid, text) from public;
+
+create or replace function public.set_member_role(p_org_id uuid, p_user_id uuid, p_role text)
+returns void
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_old text := private.authorize_member_change(p_org_id, p_user_id);
+begin
+  perform private.assert_can_grant_role(p_org_id, p_role);
   if v_old = 'owner' and p_role <> 'owner' then
     perform private.assert_other_owner(p_org_id, p_user_id);
   end if;
@@ -293,7 +306,6 @@ set search_path = ''
 as $$
 declare
   v_email text := lower(btrim(p_email));
-  v_rank int := private.role_rank(p_org_id, p_role);
   v_token text := private.random_token(32);
   v_id uuid;
   v_expires timestamptz := now() + p_expires_in;
@@ -305,15 +317,7 @@ begin
   if v_email is null or v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' then
     raise exception 'invalid email address' using errcode = '22023';
   end if;
-  if v_rank is null then
-    raise exception 'unknown role "%" for this org', p_role using errcode = '22023';
-  end if;
-  if v_rank > private.my_rank(p_org_id) then
-    raise exception 'you cannot invite with a role that outranks your own' using errcode = '42501';
-  end if;
-  if not private.role_permissions(p_org_id, p_role) <@ private.my_permissions(p_org_id) then
-    raise exception 'you cannot invite with a role that has permissions you do not hold' using errcode = '42501';
-  end if;
+  perform private.assert_can_grant_role(p_org_id, p_role);
   if p_expires_in < interval '1 hour' or p_expires_in > interval '30 days' then
     raise exception 'an invitation expires between 1 hour and 30 days from now' using errcode = '22023';
   end if;
