@@ -6,8 +6,9 @@
 // Besides /v1, a control API under /_fake lets tests (which run in other processes) set
 // state and inject failures:
 //   PUT    /_fake/objects/<type>/<id>   body: the object (JSON); type = customer | subscription | invoice | product | price
+//                                       | charge | invoice_payment
 //   GET    /_fake/objects/<type>/<id>   the stored object
-//   POST   /_fake/failures              body: { method?, path, status?, message?, times? } (path: exact or prefix ending in *)
+//   POST   /_fake/failures              body: { method?, path, status?, type?, message?, times? } (path: exact or prefix ending in *)
 //   DELETE /_fake/failures              clears every failure rule
 //   GET    /_fake/requests?path=…       recorded requests (method, path, params), newest last
 // Local development and tests only.
@@ -30,6 +31,8 @@ interface FailureRule {
   method?: string;
   path: string;
   status: number;
+  /** Stripe's error type; default api_error for 5xx, invalid_request_error otherwise. */
+  type?: string;
   message: string;
   times?: number;
 }
@@ -41,7 +44,9 @@ interface RecordedRequest {
   at: number;
 }
 
-const TYPES = ["customer", "checkout.session", "billing_portal.session", "subscription", "invoice", "product", "price"] as const;
+const TYPES = [
+  "customer", "checkout.session", "billing_portal.session", "subscription", "invoice", "product", "price", "charge", "invoice_payment",
+] as const;
 
 export const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString("base64url").replace(/[-_]/g, "x")}`;
 const now = () => Math.floor(Date.now() / 1000);
@@ -168,6 +173,10 @@ export async function startFakeStripe(opts: FakeStripeOptions = {}): Promise<Fak
       });
     }
     if (method === "GET" && (m = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path))) return get("checkout.session", m[1]);
+    if (method === "GET" && path === "/v1/checkout/sessions") {
+      return list("checkout.session", path, params, (s) =>
+        (!params.customer || s.customer === params.customer) && (!params.status || s.status === params.status));
+    }
 
     if (method === "POST" && path === "/v1/billing_portal/sessions") {
       const customer = String(params.customer ?? "");
@@ -186,6 +195,16 @@ export async function startFakeStripe(opts: FakeStripeOptions = {}): Promise<Fak
         (params.status ? params.status === "all" || s.status === params.status : s.status !== "canceled"));
     }
     if (method === "GET" && (m = /^\/v1\/invoices\/([^/]+)$/.exec(path))) return get("invoice", m[1]);
+    if (method === "GET" && (m = /^\/v1\/charges\/([^/]+)$/.exec(path))) return get("charge", m[1]);
+    if (method === "GET" && path === "/v1/invoice_payments") {
+      // Filters: invoice, payment[type] with payment[payment_intent], status.
+      const payment = (params.payment ?? {}) as { type?: string; payment_intent?: string };
+      return list("invoice_payment", path, params, (p) => {
+        const paid = p.payment as { type?: string; payment_intent?: string };
+        return (!params.invoice || p.invoice === params.invoice) && (!params.status || p.status === params.status) &&
+          (!payment.type || (paid.type === payment.type && (!payment.payment_intent || paid.payment_intent === payment.payment_intent)));
+      });
+    }
     if (method === "GET" && path === "/v1/products") {
       const active = bool(params.active);
       return list("product", path, params, (p) => active === undefined || p.active === active);
@@ -265,7 +284,7 @@ export async function startFakeStripe(opts: FakeStripeOptions = {}): Promise<Fak
         if (requests.length > 5000) requests.splice(0, requests.length - 5000);
         const fail = failureFor(method, url.pathname);
         if (fail) {
-          const type = fail.status >= 500 ? "api_error" : "invalid_request_error";
+          const type = fail.type ?? (fail.status >= 500 ? "api_error" : "invalid_request_error");
           return send(fail.status, { error: { type, message: fail.message } });
         }
         const key = method === "POST" ? req.headers["idempotency-key"] : undefined;

@@ -86,6 +86,10 @@ declare
   v_org public.orgs;
 begin
   perform private.require_permission(p_org_id, 'org.manage');
+  -- The outbox dispatcher locks pending events and then needs a key-share lock on their org;
+  -- taking those events before the org row keeps the two from deadlocking. (notify.events is
+  -- created by a later migration of the same release; plpgsql resolves it at call time.)
+  perform 1 from notify.events e where e.org_id = p_org_id and e.dispatched_at is null order by e.seq for update;
   if private.lock_org(p_org_id) <> 'team' then
     raise exception 'a personal org is deleted only with its user' using errcode = '42501';
   end if;

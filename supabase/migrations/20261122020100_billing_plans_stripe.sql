@@ -140,11 +140,15 @@ create table billing.charges (
   amount_refunded bigint not null default 0,
   status text,
   disputed boolean not null default false,
+  credits_clawed_back bigint not null default 0 check (credits_clawed_back >= 0),
   stripe_created timestamptz,
   updated_at timestamptz not null default now()
 );
 create index charges_org_id_idx on billing.charges (org_id, stripe_created desc);
+-- A pack purchase recorded after its payment's refund looks the charge up by payment intent.
+create index charges_payment_intent_idx on billing.charges (payment_intent_id);
 comment on table billing.charges is 'Payments behind invoices and credit packs, with refunds and disputes.';
+comment on column billing.charges.credits_clawed_back is 'Subscription credits (of the invoice''s grant) already taken back for refunds or a dispute of this charge; packs track theirs in billing.credit_purchases.';
 
 create table billing.stripe_events (
   id text primary key,

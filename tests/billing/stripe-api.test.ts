@@ -71,7 +71,7 @@ describe("POST /api/orgs/{org_id}/billing/checkout", () => {
     expect(params).toMatchObject({
       mode: "payment",
       line_items: [{ price: catalog.pack.price.id, quantity: "3" }],
-      metadata: { plinth_price_id: catalog.pack.price.id, plinth_quantity: "3" },
+      metadata: { plinth_price_id: catalog.pack.price.id, plinth_quantity: "3", plinth_credits: "500" },
     });
     expect(params.subscription_data).toBeUndefined();
   });
@@ -94,6 +94,41 @@ describe("POST /api/orgs/{org_id}/billing/checkout", () => {
     const token = await userToken(stack.jwtSecret, other.owner);
     expectError(await checkout(other.orgId, token, { price_id: catalog.team.price.id }), 409, "subscription_exists");
     expect((await checkout(other.orgId, token, { price_id: catalog.pack.price.id })).status).toBe(200);
+  });
+
+  it("refuses a subscription checkout while an incomplete, unpaid or paused one is mirrored", async () => {
+    for (const status of ["incomplete", "unpaid", "paused"]) {
+      const other = await createTeam("Held", { plan: "pro" });
+      await admin.query("update billing.subscriptions set status = $2 where org_id = $1", [other.orgId, status]);
+      const token = await userToken(stack.jwtSecret, other.owner);
+      expectError(await checkout(other.orgId, token, { price_id: catalog.team.price.id }), 409, "subscription_exists");
+    }
+  });
+
+  it("two concurrent subscription checkouts: exactly one opens, the other gets 409", async () => {
+    const org = await createTeam("Race", { plan: null });
+    const token = await userToken(stack.jwtSecret, org.owner);
+    const results = await Promise.all([catalog.pro, catalog.team].map((p) => checkout(org.orgId, token, { price_id: p.price.id })));
+    expect(results.map((r) => r.status).sort()).toEqual([200, 409]);
+    const refused = results.find((r) => r.status === 409)!;
+    expectError(refused, 409, "subscription_exists");
+    const opened = results.find((r) => r.status === 200)!;
+    expect(refused.body.error.details).toMatchObject({ checkout_session_id: opened.body.id, url: opened.body.url });
+  });
+
+  it("maps Stripe's idempotency clash to 409 and its throttling or key refusal to 503", async () => {
+    const org = await createTeam("Throttled", { plan: null });
+    const token = await userToken(stack.jwtSecret, org.owner);
+    const pack = { price_id: catalog.pack.price.id };
+    await fakeStripe.fail({ method: "POST", path: "/v1/customers", status: 400, type: "idempotency_error", times: 1 });
+    expectError(await checkout(org.orgId, token, pack), 409, "stripe_conflict");
+    await fakeStripe.fail({ method: "POST", path: "/v1/checkout/sessions", status: 429, type: "rate_limit_error", times: 1 });
+    expectError(await checkout(org.orgId, token, pack), 503, "stripe_unavailable");
+    await fakeStripe.fail({ method: "POST", path: "/v1/checkout/sessions", status: 401, type: "authentication_error", message: "Invalid API Key provided: sk_test_****", times: 1 });
+    const refused = await checkout(org.orgId, token, pack);
+    expectError(refused, 503, "stripe_unavailable");
+    expect(refused.raw).not.toContain("sk_test");
+    expect((await checkout(org.orgId, token, pack)).status).toBe(200);
   });
 
   it("refuses members without billing.manage (403) and strangers (404); needs a user token", async () => {

@@ -11,12 +11,16 @@ import {
   checkoutSession,
   createCatalog,
   createCustomer,
+  deliver,
   deliverOk,
   dispute,
   event,
   fakeStripe,
   invoice,
+  invoicePayment,
   nowSeconds,
+  price,
+  product,
   type StripeObject,
   subscription,
   uid,
@@ -80,7 +84,7 @@ describe("a subscription's whole life", () => {
     await deliverOk(event("customer.subscription.created", sub));
 
     // The trial invoice (0) is paid: the plan's monthly credits, expiring at the period end.
-    const trialInvoice = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, amountDue: 0, billingReason: "subscription_create" }));
+    const trialInvoice = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.pro.price, periodEnd: trialEnd, amountDue: 0, billingReason: "subscription_create" }));
     await deliverOk(event("invoice.paid", trialInvoice));
     expect(await grants(orgId)).toEqual([
       { category: "subscription", amount: 5000, source_ref: trialInvoice.id, expires_at: new Date(trialEnd * 1000) },
@@ -91,13 +95,13 @@ describe("a subscription's whole life", () => {
     // The trial converts.
     sub = await move(sub, { status: "active", trial_end: trialEnd });
     expect(await subRow(sub.id)).toMatchObject({ status: "active", plan_key: "pro" });
-    const renewal = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, billingReason: "subscription_cycle" }));
+    const renewal = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.pro.price, billingReason: "subscription_cycle" }));
     await deliverOk(event("invoice.paid", renewal));
     await deliverOk(event("invoice.paid", renewal)); // another event id for the same invoice
     expect((await account(orgId)).balance).toBe(10_000);
 
     // The next renewal fails: the invoice is mirrored, the org hears about it, the sub goes past_due.
-    const failed = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, billingReason: "subscription_cycle", status: "open" }));
+    const failed = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.pro.price, billingReason: "subscription_cycle", status: "open" }));
     await deliverOk(event("invoice.payment_failed", failed));
     const { rows: inv } = await admin.query("select status, amount_paid::int, billing_reason from billing.invoices where id = $1", [failed.id]);
     expect(inv).toEqual([{ status: "open", amount_paid: 0, billing_reason: "subscription_cycle" }]);
@@ -150,7 +154,7 @@ describe("a subscription's whole life", () => {
     expect(await currentPlan(orgId)).toBe("team");
     expect(Number((await admin.query("select billing.limit_of($1, 'seats') as n", [orgId])).rows[0].n)).toBe(50);
 
-    const proration = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, billingReason: "subscription_update", amountDue: 7400 }));
+    const proration = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.team.price, proration: true, billingReason: "subscription_update", amountDue: 7400 }));
     await deliverOk(event("invoice.paid", proration));
     const { rows } = await admin.query(
       "select org_id, subscription_id, status, billing_reason, amount_paid::int from billing.invoices where id = $1", [proration.id]);
@@ -207,7 +211,7 @@ describe("credit packs, refunds and disputes", () => {
     // Debt is repaid first from the next grant (a subscription invoice).
     const sub = await fakeStripe.put(subscription({ customer: customer.id, price: catalog.pro.price }));
     await deliverOk(event("customer.subscription.created", sub));
-    await deliverOk(event("invoice.paid", await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id }))));
+    await deliverOk(event("invoice.paid", await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.pro.price }))));
     expect(await account(orgId)).toEqual({ balance: 4300, reserved: 0, debt: 0 });
     await expectLedgerConsistent(orgId);
   });
@@ -230,13 +234,117 @@ describe("credit packs, refunds and disputes", () => {
     await expectLedgerConsistent(orgId);
   });
 
-  it("a refunded subscription charge is mirrored but takes no pack credits", async () => {
+  it("a subscription refund takes back its share of the invoice's credits, only the difference as it grows", async () => {
     const { orgId, customer } = await orgWithCustomer();
     await buyPack(orgId, customer.id, 1);
-    const ch = charge({ customer: customer.id, paymentIntent: uid("pi"), amount: 2000, refunded: 2000 });
-    await deliverOk(event("charge.refunded", ch));
-    expect(await account(orgId)).toMatchObject({ balance: 500, debt: 0 });
-    const { rows } = await admin.query("select org_id, amount_refunded::int from billing.charges where id = $1", [ch.id]);
-    expect(rows).toEqual([{ org_id: orgId, amount_refunded: 2000 }]);
+    const sub = await fakeStripe.put(subscription({ customer: customer.id, price: catalog.pro.price }));
+    const inv = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.pro.price }));
+    await deliverOk(event("invoice.paid", inv));
+    expect(await account(orgId)).toMatchObject({ balance: 5500 });
+    const paymentIntent = uid("pi");
+    await fakeStripe.put(invoicePayment({ invoice: inv.id, paymentIntent, amount: 2000 }));
+
+    const ch = charge({ customer: customer.id, paymentIntent, amount: 2000 });
+    await deliverOk(event("charge.refunded", { ...ch, amount_refunded: 500 }));
+    expect(await account(orgId)).toEqual({ balance: 4250, reserved: 0, debt: 0 });
+    const full = event("charge.refunded", { ...ch, amount_refunded: 2000, refunded: true });
+    await deliverOk(full);
+    await deliverOk(full);
+    expect(await account(orgId)).toEqual({ balance: 500, reserved: 0, debt: 0 }); // the pack stays
+    const { rows } = await admin.query("select org_id, invoice_id, amount_refunded::int, credits_clawed_back::int from billing.charges where id = $1", [ch.id]);
+    expect(rows).toEqual([{ org_id: orgId, invoice_id: inv.id, amount_refunded: 2000, credits_clawed_back: 5000 }]);
+    const clawed = await outbox(orgId, "billing.credits_clawed_back");
+    expect(clawed.map((c) => [c.amount, c.reason, c.source_ref])).toEqual([[1250, "refund", inv.id], [3750, "refund", inv.id]]);
+    await expectLedgerConsistent(orgId);
+  });
+
+  it("a dispute on a subscription charge we never mirrored finds the org through the charge's customer", async () => {
+    const { orgId, customer } = await orgWithCustomer();
+    const sub = await fakeStripe.put(subscription({ customer: customer.id, price: catalog.team.price }));
+    const inv = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.team.price }));
+    await deliverOk(event("invoice.paid", inv));
+    expect(await account(orgId)).toMatchObject({ balance: 25_000 });
+    await spend(orgId, 1000);
+    const paymentIntent = uid("pi");
+    await fakeStripe.put(invoicePayment({ invoice: inv.id, paymentIntent, amount: 6000 }));
+    const ch = await fakeStripe.put(charge({ customer: customer.id, paymentIntent, amount: 6000 }));
+
+    const dp = event("charge.dispute.created", dispute({ charge: ch.id, paymentIntent, amount: 6000 }));
+    expect((await deliverOk(dp)).body).toMatchObject({ status: "processed", org_id: orgId });
+    await deliverOk(dp);
+    expect(await account(orgId)).toEqual({ balance: 0, reserved: 0, debt: 1000 });
+    const { rows } = await admin.query("select org_id, disputed, invoice_id, credits_clawed_back::int from billing.charges where id = $1", [ch.id]);
+    expect(rows).toEqual([{ org_id: orgId, disputed: true, invoice_id: inv.id, credits_clawed_back: 25_000 }]);
+    await expectLedgerConsistent(orgId);
+  });
+
+  it("a refund that arrives before the pack purchase is recorded takes its share when the purchase lands", async () => {
+    const { orgId, customer } = await orgWithCustomer();
+    const paymentIntent = uid("pi");
+    await deliverOk(event("charge.refunded", charge({ customer: customer.id, paymentIntent, amount: 2000, refunded: 500 })));
+    expect(await account(orgId)).toMatchObject({ balance: 0 });
+    const session = checkoutSession({ customer: customer.id, orgId, mode: "payment", priceId: catalog.pack.price.id, quantity: 2, paymentIntent, amountTotal: 2000 });
+    await deliverOk(event("checkout.session.completed", session));
+    expect(await account(orgId)).toEqual({ balance: 750, reserved: 0, debt: 0 });
+    const { rows } = await admin.query("select credits::int, credits_clawed_back::int from billing.credit_purchases where payment_intent_id = $1", [paymentIntent]);
+    expect(rows).toEqual([{ credits: 1000, credits_clawed_back: 250 }]);
+    await expectLedgerConsistent(orgId);
+  });
+
+  it("a paid pack grants the credits named in its session even when the product has none now; unknown credits are a 5xx", async () => {
+    const { orgId, customer } = await orgWithCustomer();
+    const p = product({ name: "Retired pack" });
+    const pr = price({ product: p.id, amount: 500, recurring: false });
+    await deliverOk(event("product.created", p));
+    await deliverOk(event("price.created", pr));
+    const session = checkoutSession({ customer: customer.id, orgId, mode: "payment", priceId: pr.id, quantity: 3, paymentIntent: uid("pi") });
+    const unknown = event("checkout.session.completed", session);
+    expect((await deliver(unknown)).status).toBeGreaterThanOrEqual(500);
+    expect(await account(orgId)).toMatchObject({ balance: 0 });
+
+    const named = { ...session, metadata: { ...(session.metadata as Record<string, string>), plinth_credits: "40" } };
+    await deliverOk(event("checkout.session.completed", named));
+    expect(await account(orgId)).toMatchObject({ balance: 120 });
+  });
+});
+
+describe("monthly credits follow the paid invoice", () => {
+  it("invoice.paid before customer.subscription.updated (still incomplete) grants the month", async () => {
+    const { orgId, customer } = await orgWithCustomer();
+    const sub = await fakeStripe.put(subscription({ customer: customer.id, price: catalog.pro.price, status: "incomplete" }));
+    await deliverOk(event("customer.subscription.created", sub));
+    expect(await subRow(sub.id)).toMatchObject({ status: "incomplete" });
+    const periodEnd = nowSeconds() + 30 * 86_400;
+    const inv = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.pro.price, periodEnd }));
+    await deliverOk(event("invoice.paid", inv));
+    expect(await grants(orgId)).toEqual([
+      { category: "subscription", amount: 5000, source_ref: inv.id, expires_at: new Date(periodEnd * 1000) },
+    ]);
+  });
+
+  it("the plan comes from the invoice's price, fetching a product only known as a placeholder", async () => {
+    const { orgId, customer } = await orgWithCustomer();
+    const p = await fakeStripe.put(product({ name: "Team (new)", plan: "team" }));
+    const pr = await fakeStripe.put(price({ product: p.id, amount: 6000 }));
+    await deliverOk(event("price.created", pr)); // the product's own event has not come yet
+    const sub = await fakeStripe.put(subscription({ customer: customer.id, price: pr }));
+    await deliverOk(event("customer.subscription.created", sub));
+    expect(await currentPlan(orgId)).toBe("free");
+    await deliverOk(event("invoice.paid", await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: pr }))));
+    expect(await account(orgId)).toMatchObject({ balance: 25_000 });
+    const { rows } = await admin.query("select name, plan_key from billing.products where id = $1", [p.id]);
+    expect(rows).toEqual([{ name: "Team (new)", plan_key: "team" }]);
+  });
+
+  it("a product that names no plan: 5xx (Stripe retries), nothing granted", async () => {
+    const { orgId, customer } = await orgWithCustomer();
+    const p = await fakeStripe.put(product({ name: "Mystery" }));
+    const pr = await fakeStripe.put(price({ product: p.id }));
+    const sub = await fakeStripe.put(subscription({ customer: customer.id, price: pr }));
+    const e = event("invoice.paid", await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: pr })));
+    expect((await deliver(e)).status).toBeGreaterThanOrEqual(500);
+    expect(await account(orgId)).toMatchObject({ balance: 0 });
+    const { rows } = await admin.query("select 1 from billing.stripe_events where id = $1", [e.id]);
+    expect(rows).toHaveLength(0);
   });
 });

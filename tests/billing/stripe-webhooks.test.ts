@@ -249,7 +249,7 @@ describe("failures roll back, and Stripe's retry applies the event", () => {
   it("a failure after partial writes leaves none of them behind", async () => {
     const { team, customer } = await orgWithCustomer();
     const sub = await fakeStripe.put(subscription({ customer: customer.id, price: catalog.pro.price }));
-    const inv = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id }));
+    const inv = await fakeStripe.put(invoice({ customer: customer.id, subscription: sub.id, price: catalog.pro.price }));
     const e = event("invoice.paid", inv);
     // The invoice is upserted first; then mirroring the (unknown) subscription fails.
     await fakeStripe.fail({ method: "GET", path: `/v1/subscriptions/${sub.id}`, status: 503 });
@@ -267,6 +267,18 @@ describe("failures roll back, and Stripe's retry applies the event", () => {
     const { rows: after } = await admin.query("select status, amount_paid::int from billing.invoices where id = $1", [inv.id]);
     expect(after).toEqual([{ status: "paid", amount_paid: 2000 }]);
     expect(await account(team.orgId)).toMatchObject({ balance: 5000 });
+  });
+
+  it("an object Stripe no longer has (404 resource_missing on the refetch) is recorded as ignored, 2xx", async () => {
+    const { customer } = await orgWithCustomer();
+    const sub = subscription({ customer: customer.id, price: catalog.pro.price }); // never in the fake
+    const e = event("customer.subscription.updated", sub);
+    const res = await deliver(e);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: "ignored", object_id: sub.id });
+    expect(await eventRow(e.id)).toMatchObject({ status: "ignored", object_id: sub.id });
+    expect(await subRow(sub.id)).toBeUndefined();
+    expect((await deliverOk(e)).body).toMatchObject({ duplicate: true });
   });
 
   it("an event whose customer belongs to no org is recorded as ignored", async () => {
@@ -298,8 +310,9 @@ describe("catalog mirror", () => {
     await deliverOk(event("product.updated", { ...p, name: "Stale" }, { created: t + 1 }));
     expect(await productRow(p.id)).toEqual({ name: "Starter 2", active: true, plan_key: null, credits: 250 });
 
-    await deliverOk(event("price.deleted", { ...pr, deleted: true }, { created: t + 3 }));
-    await deliverOk(event("product.deleted", { id: p.id, object: "product", deleted: true }, { created: t + 3 }));
+    // Stripe's deleted events carry the object as it was (no deleted: true).
+    await deliverOk(event("price.deleted", { ...pr, active: true }, { created: t + 3 }));
+    await deliverOk(event("product.deleted", { ...p, name: "Starter 2", active: true }, { created: t + 3 }));
     expect(await productRow(p.id)).toMatchObject({ active: false });
     const { rows } = await admin.query("select active, unit_amount::int from billing.prices where id = $1", [pr.id]);
     expect(rows).toEqual([{ active: false, unit_amount: 900 }]);

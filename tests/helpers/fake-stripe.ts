@@ -41,7 +41,7 @@ export const fakeStripe = {
   put: <T extends StripeObject>(obj: T) => control<T>("PUT", `/_fake/objects/${obj.object}/${obj.id}`, obj),
   get: <T = StripeObject>(type: string, id: string) => control<T>("GET", `/_fake/objects/${type}/${id}`),
   /** Fails matching /v1 requests (path exact, or a prefix ending in *) with a Stripe error. */
-  fail: (rule: { path: string; method?: string; status?: number; message?: string; times?: number }) =>
+  fail: (rule: { path: string; method?: string; status?: number; type?: string; message?: string; times?: number }) =>
     control("POST", "/_fake/failures", rule),
   recover: (path?: string) => control("DELETE", `/_fake/failures${path ? `?path=${encodeURIComponent(path)}` : ""}`),
   requests: (path: string) =>
@@ -106,10 +106,14 @@ export function subscription(opts: {
   };
 }
 
+/** An invoice; with a subscription and its price, a subscription line (the plan's price and period). */
 export function invoice(opts: {
   id?: string;
   customer: string;
   subscription?: string | null;
+  price?: StripeObject;
+  periodEnd?: number;
+  proration?: boolean;
   status?: string;
   billingReason?: string;
   amountDue?: number;
@@ -117,15 +121,47 @@ export function invoice(opts: {
   currency?: string;
 }): StripeObject {
   const t = nowSeconds();
+  const id = opts.id ?? uid("in");
+  const amountDue = opts.amountDue ?? 2000;
+  const lines = opts.subscription && opts.price
+    ? [{
+      id: uid("il"), object: "line_item", amount: amountDue, currency: opts.currency ?? "usd", description: null,
+      invoice: id, livemode: false, metadata: {}, quantity: 1,
+      period: { start: t - 60, end: opts.periodEnd ?? t + 30 * 86_400 },
+      pricing: {
+        type: "price_details", unit_amount_decimal: String(opts.price.unit_amount ?? amountDue),
+        price_details: { price: opts.price.id, product: opts.price.product },
+      },
+      parent: {
+        type: "subscription_item_details", invoice_item_details: null,
+        subscription_item_details: {
+          invoice_item: null, proration: opts.proration ?? false, proration_details: { credited_items: null },
+          subscription: opts.subscription, subscription_item: `si_${opts.subscription}`,
+        },
+      },
+    }]
+    : [];
   return {
-    id: opts.id ?? uid("in"), object: "invoice", customer: opts.customer, status: opts.status ?? "paid",
+    id, object: "invoice", customer: opts.customer, status: opts.status ?? "paid",
     billing_reason: opts.billingReason ?? "subscription_create", currency: opts.currency ?? "usd",
-    amount_due: opts.amountDue ?? 2000, amount_paid: opts.amountPaid ?? (opts.status === "open" ? 0 : opts.amountDue ?? 2000),
+    amount_due: amountDue, amount_paid: opts.amountPaid ?? (opts.status === "open" ? 0 : amountDue),
     hosted_invoice_url: "https://invoice.stripe.test/i/x", period_start: t - 60, period_end: t - 60, created: t, livemode: false,
     metadata: {},
+    lines: { object: "list", data: lines, has_more: false, total_count: lines.length, url: `/v1/invoices/${id}/lines` },
     parent: opts.subscription
       ? { type: "subscription_details", quote_details: null, subscription_details: { subscription: opts.subscription, metadata: {} } }
       : null,
+  };
+}
+
+/** How Stripe ties a payment intent to the invoice it paid (charges no longer name their invoice). */
+export function invoicePayment(opts: { invoice: string; paymentIntent: string; amount: number }): StripeObject {
+  const t = nowSeconds();
+  return {
+    id: uid("inpay"), object: "invoice_payment", amount_paid: opts.amount, amount_requested: opts.amount, created: t,
+    currency: "usd", invoice: opts.invoice, is_default: true, livemode: false,
+    payment: { type: "payment_intent", payment_intent: opts.paymentIntent }, status: "paid",
+    status_transitions: { canceled_at: null, paid_at: t },
   };
 }
 

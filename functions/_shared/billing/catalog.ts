@@ -16,9 +16,12 @@ export function packCredits(metadata: Record<string, string> | null | undefined)
   return n > 0 ? n : null;
 }
 
-/** Upserts a product; `version` (unix seconds) orders writes: older ones are ignored. */
-export async function upsertProduct(tx: Tx, p: Stripe.Product | Stripe.DeletedProduct, version: number): Promise<void> {
-  if ("deleted" in p && p.deleted) {
+/**
+ * Upserts a product; `version` (unix seconds) orders writes: older ones are ignored. `deleted`
+ * deactivates it (a product.deleted event's object does not say so itself).
+ */
+export async function upsertProduct(tx: Tx, p: Stripe.Product | Stripe.DeletedProduct, version: number, deleted = false): Promise<void> {
+  if (deleted || ("deleted" in p && p.deleted)) {
     await sql`update billing.products set active = false, stripe_updated_at = ${secondsToIso(version)}::timestamptz
               where id = ${p.id} and (stripe_updated_at is null or stripe_updated_at <= ${secondsToIso(version)}::timestamptz)`.execute(tx);
     return;
@@ -39,8 +42,8 @@ export async function upsertProduct(tx: Tx, p: Stripe.Product | Stripe.DeletedPr
     .execute(tx);
 }
 
-export async function upsertPrice(tx: Tx, p: Stripe.Price | Stripe.DeletedPrice, version: number): Promise<void> {
-  if ("deleted" in p && p.deleted) {
+export async function upsertPrice(tx: Tx, p: Stripe.Price | Stripe.DeletedPrice, version: number, deleted = false): Promise<void> {
+  if (deleted || ("deleted" in p && p.deleted)) {
     await sql`update billing.prices set active = false, stripe_updated_at = ${secondsToIso(version)}::timestamptz
               where id = ${p.id} and (stripe_updated_at is null or stripe_updated_at <= ${secondsToIso(version)}::timestamptz)`.execute(tx);
     return;

@@ -9,6 +9,7 @@ export type Database = {
         Row: {
           "amount": number;
           "amount_refunded": number;
+          "credits_clawed_back": number;
           "currency": string;
           "disputed": boolean;
           "id": string;
@@ -23,6 +24,7 @@ export type Database = {
         Insert: {
           "amount": number;
           "amount_refunded"?: number;
+          "credits_clawed_back"?: number;
           "currency": string;
           "disputed"?: boolean;
           "id": string;
@@ -36,6 +38,7 @@ export type Database = {
         Update: {
           "amount"?: number;
           "amount_refunded"?: number;
+          "credits_clawed_back"?: number;
           "currency"?: string;
           "disputed"?: boolean;
           "id"?: string;

@@ -126,9 +126,19 @@ function assertReturnUrls(c: { get: (k: "deps") => { cfg: Parameters<typeof isAl
   }
 }
 
-/** Stripe's 4xx answers (a bad price, say) are the caller's problem; its outages are a 502. */
+/**
+ * Stripe's answers as ours: its 4xx on our input (a bad price, say) are the caller's problem; a
+ * clash on an idempotency key is a conflict to retry; throttling or a key Stripe refuses is our
+ * service being unavailable (never the key or Stripe's message in the answer); outages are a 502.
+ */
 function fromStripeError(err: unknown): never {
   const e = err as { type?: string; statusCode?: number; message?: string };
+  if (e?.type === "StripeIdempotencyError") {
+    throw new ApiError(409, "stripe_conflict", "a concurrent request is already doing this; try again");
+  }
+  if (e?.type === "StripeRateLimitError" || e?.type === "StripeAuthenticationError" || e?.type === "StripePermissionError") {
+    throw new ApiError(503, "stripe_unavailable", "billing is temporarily unavailable; try again later");
+  }
   if (e?.type === "StripeInvalidRequestError" && e.statusCode && e.statusCode < 500) {
     throw new ApiError(400, "stripe_invalid_request", e.message ?? "Stripe refused the request");
   }
@@ -136,6 +146,36 @@ function fromStripeError(err: unknown): never {
     throw new ApiError(502, "stripe_unavailable", "Stripe did not answer; try again");
   }
   throw err;
+}
+
+/** Statuses of a subscription that still belongs to the org: a second one would double-bill it. */
+const HELD = ["trialing", "active", "past_due", "incomplete", "unpaid", "paused"];
+
+/**
+ * Serializes subscription checkouts of one org until commit, so two concurrent ones cannot both
+ * pass the checks below.
+ */
+async function lockOrgCheckout(tx: Tx, orgId: string) {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`billing-checkout:${orgId}`}, 0))`.execute(tx);
+}
+
+/**
+ * 409 when the org already has a subscription (mirrored), or a subscription checkout still open
+ * in Stripe (not mirrored until it completes); the latter's url lets the client resume it.
+ */
+async function assertNoSubscription(tx: Tx, stripe: ReturnType<typeof stripeFor>, orgId: string, customerId: string) {
+  const { rows } = await sql<{ id: string; status: string }>`
+    select id, status from billing.subscriptions where org_id = ${orgId}::uuid and status = any(${HELD}::text[]) limit 1`.execute(tx);
+  if (rows[0]) {
+    throw new ApiError(409, "subscription_exists", "the org already has a subscription; change it in the billing portal",
+      { subscription_id: rows[0].id, status: rows[0].status });
+  }
+  const open = await stripe.checkout.sessions.list({ customer: customerId, status: "open", limit: 100 }).catch(fromStripeError);
+  const pending = open.data.find((s) => s.mode === "subscription");
+  if (pending) {
+    throw new ApiError(409, "subscription_exists", "a subscription checkout is already open for the org; finish or wait for it",
+      { checkout_session_id: pending.id, url: pending.url });
+  }
 }
 
 export function registerBilling(app: OpenAPIHono<ApiEnv>) {
@@ -151,37 +191,38 @@ export function registerBilling(app: OpenAPIHono<ApiEnv>) {
       const { rows: prices } = await sql<{ type: string; credits: number | null; plan_key: string | null }>`
         select pr.type, p.credits, p.plan_key from billing.prices pr join billing.products p on p.id = pr.product_id
         where pr.id = ${body.price_id} and pr.active and p.active`.execute(tx);
-      const { rows: live } = await sql<{ id: string }>`
-        select id from billing.subscriptions where org_id = ${org_id}::uuid and status in ('trialing', 'active', 'past_due') limit 1`
-        .execute(tx);
       const { rows: org } = await sql<{ name: string }>`select name from public.orgs where id = ${org_id}::uuid`.execute(tx);
-      return { price: prices[0], live: live[0], orgName: org[0]?.name };
+      return { price: prices[0], orgName: org[0]?.name };
     }, requestMeta(c));
 
     if (!ctx.price) throw new ApiError(400, "invalid_price", "no such active price");
     const mode = ctx.price.type === "recurring" ? "subscription" : ctx.price.credits ? "payment" : undefined;
     if (!mode) throw new ApiError(400, "invalid_price", "the price is neither a plan subscription nor a credit pack");
-    if (mode === "subscription" && ctx.live) {
-      throw new ApiError(409, "subscription_exists", "the org already has a subscription; change it in the billing portal",
-        { subscription_id: ctx.live.id });
-    }
 
     const stripe = stripeFor(cfg);
     const email = typeof principal.claims.email === "string" ? principal.claims.email : undefined;
-    const customerId = await ensureCustomer(c.get("deps").db, stripe, org_id, ctx.orgName, email);
-    const metadata = { org_id, plinth_price_id: body.price_id, plinth_quantity: String(body.quantity) };
-    const session = await stripe.checkout.sessions.create({
-      mode,
-      customer: customerId,
-      client_reference_id: org_id,
-      line_items: [{ price: body.price_id, quantity: body.quantity }],
-      success_url: body.success_url,
-      cancel_url: body.cancel_url,
-      metadata,
-      ...(mode === "subscription"
-        ? { subscription_data: { metadata: { org_id } } }
-        : { payment_intent_data: { metadata } }),
-    }).catch(fromStripeError);
+    const customerId = await ensureCustomer(db, stripe, org_id, ctx.orgName, email);
+    // Server-set, so the webhook grants what was sold even if the product changes meanwhile.
+    const metadata: Record<string, string> = { org_id, plinth_price_id: body.price_id, plinth_quantity: String(body.quantity) };
+    if (mode === "payment") metadata.plinth_credits = String(ctx.price.credits);
+    const create = () =>
+      stripe.checkout.sessions.create({
+        mode,
+        customer: customerId,
+        client_reference_id: org_id,
+        line_items: [{ price: body.price_id, quantity: body.quantity }],
+        success_url: body.success_url,
+        cancel_url: body.cancel_url,
+        metadata,
+        ...(mode === "subscription"
+          ? { subscription_data: { metadata: { org_id } } }
+          : { payment_intent_data: { metadata } }),
+      }).catch(fromStripeError);
+    const session = mode === "payment" ? await create() : await asService(db, async (tx) => {
+      await lockOrgCheckout(tx, org_id);
+      await assertNoSubscription(tx, stripe, org_id, customerId);
+      return create();
+    });
     if (!session.url) throw new Error("Stripe returned a Checkout Session without a url");
     return c.json({ id: session.id, url: session.url }, 200);
   });
