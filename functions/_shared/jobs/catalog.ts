@@ -24,6 +24,8 @@ export const NotificationsDigestPayload = z.object({ now: z.string().datetime({ 
 export const JOBS = {
   "email.send": {
     payload: EmailSendPayload,
+    // I/O-bound (SMTP, HTTP): several in flight per worker process.
+    workers: 4,
     // ~9 attempts over about an hour: long enough to ride out a provider outage.
     queue: { retryLimit: 8, retryDelay: 15, retryBackoff: true, retryDelayMax: 900, expireInSeconds: 120 },
   },
@@ -34,6 +36,8 @@ export const JOBS = {
   },
   "invitation.send": {
     payload: InvitationSendPayload,
+    // I/O-bound (SMTP, HTTP): several in flight per worker process.
+    workers: 4,
     queue: { retryLimit: 8, retryDelay: 15, retryBackoff: true, retryDelayMax: 900, expireInSeconds: 120 },
   },
   "notifications.digest": {
@@ -56,6 +60,8 @@ export const JOBS = {
   },
   "webhook.deliver": {
     payload: WebhookDeliverPayload,
+    // I/O-bound (SMTP, HTTP): several in flight per worker process.
+    workers: 4,
     // HTTP failures are scheduled by the handler itself (webhooks/schedule.ts); these retries only
     // cover job crashes. Expiry outlasts the 15 s request plus the message lease (45 s), so a
     // killed worker's job comes back once its message may be taken again.
@@ -66,7 +72,7 @@ export const JOBS = {
     queue: { retryLimit: 1, retryDelay: 30, expireInSeconds: 120 },
     cron: "* * * * *",
   },
-} as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string }>;
+} as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string; workers?: number }>;
 
 export type JobName = keyof typeof JOBS;
 export type JobPayload<N extends JobName> = z.infer<(typeof JOBS)[N]["payload"]>;

@@ -1,7 +1,7 @@
 // Runs jobs two ways with the same handlers: long-lived (pg-boss workers polling) or
 // one bounded drain, which is what the worker edge function does when cron calls it.
 import type { PgBoss } from "pg-boss";
-import { JOB_NAMES, type JobName } from "./catalog.ts";
+import { JOB_NAMES, JOBS, type JobName } from "./catalog.ts";
 import type { JobHandler } from "./handlers.ts";
 import { ensureQueues } from "./queue.ts";
 
@@ -15,7 +15,9 @@ export async function startWorkers(boss: PgBoss, handlers: Handlers, opts: { pol
   await boss.start();
   await ensureQueues(boss);
   for (const name of JOB_NAMES) {
-    await boss.work(name, { pollingIntervalSeconds: opts.pollingIntervalSeconds ?? 1, batchSize: 1 }, async ([job]) => {
+    const def = JOBS[name] as { workers?: number };
+    const options = { pollingIntervalSeconds: opts.pollingIntervalSeconds ?? 1, batchSize: 1, localConcurrency: def.workers ?? 1 };
+    await boss.work(name, options, async ([job]) => {
       try {
         const result = await handlers[name](job.data, job.id);
         log({ msg: "job done", job: name, id: job.id });
