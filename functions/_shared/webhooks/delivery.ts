@@ -9,7 +9,8 @@ import { envelope, type OutboxEvent } from "../events/catalog.ts";
 import type { ScheduleDelivery } from "./consumer.ts";
 import { type Clock, nextAttemptAt, parseRetryAfter, systemClock } from "./schedule.ts";
 import { webhookHeaders } from "./signature.ts";
-import { assertDeliverable, SsrfError, type TargetPolicy } from "./ssrf.ts";
+import { type PinnedResponse, pinnedPost } from "./pinned-post.ts";
+import { resolveDeliverable, SsrfError, type TargetPolicy } from "./ssrf.ts";
 
 export const DELIVERY_TIMEOUT_MS = 15_000;
 /** How long an attempt owns its message; must stay below the job's expireInSeconds. */
@@ -136,11 +137,10 @@ async function snippetOf(res: Response): Promise<string> {
   } finally {
     await reader.cancel().catch(() => {});
   }
-  // Postgres text cannot hold NUL; a receiver answering with one must not make the attempt unrecordable.
-  return text.slice(0, SNIPPET_CHARS).replace(/\u0000/g, "");
+  return text.slice(0, SNIPPET_CHARS);
 }
 
-/** Step 2: the HTTP POST, with the SSRF check first. Never throws: failures are results. */
+/** Step 2: the HTTP POST, to an address the SSRF check passed. Never throws: failures are results. */
 export async function sendMessage(deps: DeliveryDeps, claim: Claim): Promise<SendResult> {
   const now = (deps.clock ?? systemClock).now();
   const started = performance.now();
@@ -150,18 +150,20 @@ export async function sendMessage(deps: DeliveryDeps, claim: Claim): Promise<Sen
     const body = JSON.stringify(envelope(claim.event));
     // The message id is the webhook-id: the same on every retry and replay, for deduplication.
     const headers = await webhookHeaders(claim.secrets, claim.messageId, now, body);
-    await Promise.race([
-      assertDeliverable(claim.url, deps.policy),
-      new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
+    const target = await Promise.race([
+      resolveDeliverable(claim.url, deps.policy),
+      new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
     ]);
-    const res = await (deps.fetch ?? fetch)(claim.url, { method: "POST", headers, body, redirect: "manual", signal });
-    const snippet = await snippetOf(res).catch(() => "");
+    const res = deps.fetch
+      ? await viaFetch(deps.fetch, claim.url, headers, body, signal)
+      : await pinnedPost(target.url, target.addresses[0], { headers, body, signal, maxBody: SNIPPET_CHARS });
     const ok = res.status >= 200 && res.status < 300;
     return {
       statusCode: res.status,
       latencyMs: latency(),
-      snippet,
-      retryAfter: res.headers.get("retry-after"),
+      // Postgres text cannot hold NUL; a receiver answering with one must not make the attempt unrecordable.
+      snippet: res.snippet.replace(/\u0000/g, ""),
+      retryAfter: res.retryAfter,
       error: ok ? undefined : res.status >= 300 && res.status < 400 ? `redirect ${res.status} not followed` : `HTTP ${res.status}`,
     };
   } catch (err) {
@@ -173,6 +175,18 @@ export async function sendMessage(deps: DeliveryDeps, claim: Claim): Promise<Sen
       : `request failed: ${e?.message ?? String(err)}`.replace(/\u0000/g, "");
     return { latencyMs: latency(), error };
   }
+}
+
+/** An injected fetch (tests that simulate network faults) answers in the same shape. */
+async function viaFetch(
+  fetchFn: typeof fetch,
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  signal: AbortSignal,
+): Promise<PinnedResponse> {
+  const res = await fetchFn(url, { method: "POST", headers, body, redirect: "manual", signal });
+  return { status: res.status, retryAfter: res.headers.get("retry-after"), snippet: await snippetOf(res).catch(() => "") };
 }
 
 async function disable(tx: Tx, endpointId: string, reason: string) {

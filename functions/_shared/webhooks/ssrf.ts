@@ -115,10 +115,12 @@ export interface TargetPolicy {
 }
 
 /**
- * Refuses a delivery URL whose host resolves to any forbidden address. Plain http is allowed
- * only to loopback, and only when loopback is allowed (local dev and tests).
+ * Refuses a delivery URL whose host resolves to any forbidden address, and returns the
+ * addresses it checked: the delivery connects to one of these, never to a fresh lookup (which
+ * a rebinding DNS server could answer differently). Plain http is allowed only to loopback,
+ * and only when loopback is allowed (local dev and tests).
  */
-export async function assertDeliverable(rawUrl: string, policy: TargetPolicy): Promise<void> {
+export async function resolveDeliverable(rawUrl: string, policy: TargetPolicy): Promise<{ url: URL; addresses: string[] }> {
   let url: URL;
   try {
     url = new URL(rawUrl);
@@ -146,4 +148,9 @@ export async function assertDeliverable(rawUrl: string, policy: TargetPolicy): P
   if (url.protocol === "http:" && !(policy.allowLoopback && allLoopback)) {
     throw new SsrfError("plain http is not allowed; use https");
   }
+  return { url, addresses };
+}
+
+export async function assertDeliverable(rawUrl: string, policy: TargetPolicy): Promise<void> {
+  await resolveDeliverable(rawUrl, policy);
 }
