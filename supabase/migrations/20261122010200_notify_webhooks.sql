@@ -328,9 +328,13 @@ begin
   if v_endpoint.status <> 'active' then
     raise exception 'the endpoint is disabled; re-enable it before replaying' using errcode = '22023';
   end if;
+  -- Not while an attempt holds the message: its result would be taken for the replay's.
   update notify.webhook_messages
   set status = 'pending', attempt_count = 0, next_attempt_at = now(), locked_until = null
-  where id = p_message_id;
+  where id = p_message_id and not (status = 'delivering' and locked_until > now());
+  if not found then
+    raise exception 'a delivery attempt of this message is in flight; replay it when it has finished' using errcode = '22023';
+  end if;
   return p_message_id;
 end
 $$;

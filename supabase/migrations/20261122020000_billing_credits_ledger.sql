@@ -157,7 +157,8 @@ end
 $$;
 
 -- Releases a resolved reservation's holds; consumes up to p_consume credits in draw order.
--- Released credits of a grant that has already expired expire now.
+-- Released credits of a grant that has already expired expire now; released credits of a live
+-- grant repay debt first (a claw-back that met held credits recorded them as debt).
 create or replace function private.credit_release(p_res billing.credit_reservations, p_consume bigint, p_key text)
 returns void
 language plpgsql security definer
@@ -168,7 +169,11 @@ declare
   v_left bigint := p_consume;
   v_take bigint;
   v_expired bigint := 0;
+  v_debt bigint;
+  v_repay bigint;
+  v_repaid bigint := 0;
 begin
+  select debt into v_debt from billing.credit_accounts where org_id = p_res.org_id;
   for a in
     select al.grant_id, al.amount, g.expired_at
     from billing.credit_allocations al join billing.credit_grants g on g.id = al.grant_id
@@ -178,9 +183,12 @@ begin
   loop
     v_take := least(a.amount, v_left);
     v_left := v_left - v_take;
+    v_repay := case when a.expired_at is null then least(a.amount - v_take, v_debt - v_repaid) else 0 end;
+    v_repaid := v_repaid + v_repay;
     update billing.credit_grants
     set held = held - a.amount,
-        remaining = remaining - v_take - case when a.expired_at is not null then a.amount - v_take else 0 end
+        remaining = remaining - v_take - v_repay
+                    - case when a.expired_at is not null then a.amount - v_take else 0 end
     where id = a.grant_id;
     if a.expired_at is not null then
       v_expired := v_expired + (a.amount - v_take);
@@ -194,6 +202,9 @@ begin
   end if;
   if v_expired > 0 then
     perform private.credit_move(p_res.org_id, 'expire', -v_expired, 0, 0, p_key || ':expire', null, p_res.id);
+  end if;
+  if v_repaid > 0 then
+    perform private.credit_move(p_res.org_id, 'debt_repaid', -v_repaid, 0, -v_repaid, p_key || ':debt_repaid', null, p_res.id);
   end if;
 end
 $$;

@@ -163,6 +163,30 @@ describe("refunds and disputes", () => {
   });
 });
 
+describe("claw-back meeting held credits", () => {
+  it("debt recorded for held credits is repaid when the hold is released, not left beside spendable credits", async () => {
+    const { orgId } = await createTeam();
+    const [{ grant_credits: pack }] = await op<{ grant_credits: string }>("grant_credits", { p_org_id: orgId, p_category: "pack", p_amount: 100, p_idempotency_key: key() });
+    const [res] = await op<{ id: string }>("reserve_credits", { p_org_id: orgId, p_amount: 60, p_idempotency_key: key() });
+    const [r] = await op<{ clawed_back: string; debt: string }>("claw_back_credits", { p_org_id: orgId, p_amount: 100, p_idempotency_key: key(), p_grant_id: pack });
+    expect(r).toEqual({ clawed_back: "40", debt: "60" });
+    await op("void_credits", { p_reservation_id: res.id });
+    expect(await account(orgId)).toEqual({ balance: 0, reserved: 0, debt: 0 });
+    await expectLedgerConsistent(orgId);
+  });
+
+  it("settling part of such a hold spends that part and repays debt from the rest", async () => {
+    const { orgId } = await createTeam();
+    await op("grant_credits", { p_org_id: orgId, p_category: "pack", p_amount: 100, p_idempotency_key: key() });
+    const [res] = await op<{ id: string }>("reserve_credits", { p_org_id: orgId, p_amount: 60, p_idempotency_key: key() });
+    await op("claw_back_credits", { p_org_id: orgId, p_amount: 100, p_idempotency_key: key() });
+    await op("settle_credits", { p_reservation_id: res.id, p_amount: 20 });
+    // 20 spent, 40 released and used to repay 40 of the 60 debt.
+    expect(await account(orgId)).toEqual({ balance: 0, reserved: 0, debt: 20 });
+    await expectLedgerConsistent(orgId);
+  });
+});
+
 describe("access", () => {
   it("members read the balance; billing managers also the grants and ledger; strangers nothing", async () => {
     const team = await createTeam();

@@ -120,6 +120,17 @@ describe("delivery", () => {
     expectError(await call(`/api/webhooks/messages/123/replay`, { method: "POST", token: ownerToken }), 400, "invalid_request");
   });
 
+  it("replay refuses (400) while an attempt holds the message, and nothing changes", async () => {
+    const messageId = first.headers["webhook-id"];
+    await admin.query("update notify.webhook_messages set status = 'delivering', locked_until = now() + interval '1 minute' where id = $1", [messageId]);
+    const res = await call(`/api/webhooks/messages/${messageId}/replay`, { method: "POST", token: ownerToken });
+    expectError(res, 400, "invalid_request");
+    expect(res.body.error.message).toMatch(/in flight/);
+    const { rows } = await admin.query("select status from notify.webhook_messages where id = $1", [messageId]);
+    expect(rows[0].status).toBe("delivering");
+    await admin.query("update notify.webhook_messages set status = 'succeeded', locked_until = null where id = $1", [messageId]);
+  });
+
   it("recover over HTTP re-queues the org's failed messages since a time", async () => {
     const messageId = first.headers["webhook-id"];
     await admin.query("update notify.webhook_messages set status = 'failed' where id = $1", [messageId]);

@@ -197,6 +197,9 @@ async function disable(tx: Tx, endpointId: string, reason: string) {
 export async function recordResult(deps: DeliveryDeps, claim: Claim, result: SendResult): Promise<DeliveryOutcome> {
   const now = (deps.clock ?? systemClock).now();
   return await asService(deps.db, async (tx) => {
+    // Endpoint before message, the order disable_webhook_endpoint locks them in: a 410 here and a
+    // success for the same endpoint elsewhere then queue instead of deadlocking.
+    await sql`select 1 from notify.webhook_endpoints where id = ${claim.endpointId}::uuid for update`.execute(tx);
     await sql`insert into notify.webhook_attempts (org_id, message_id, endpoint_id, attempt, attempted_at, status_code,
                                                     latency_ms, response_snippet, error)
               values (${claim.orgId}::uuid, ${claim.messageId}::uuid, ${claim.endpointId}::uuid, ${claim.attempt}, ${now},
@@ -226,9 +229,11 @@ export async function recordResult(deps: DeliveryDeps, claim: Claim, result: Sen
       await disable(tx, claim.endpointId, "the endpoint answered 410 Gone");
       return { status: "disabled", ...base };
     }
+    // Written once per failing streak, not on every failure (a busy endpoint's row stays cool).
+    await sql`update notify.webhook_endpoints set failing_since = ${now}
+              where id = ${claim.endpointId}::uuid and failing_since is null`.execute(tx);
     const { rows } = await sql<{ failing_since: Date }>`
-      update notify.webhook_endpoints set failing_since = coalesce(failing_since, ${now})
-      where id = ${claim.endpointId}::uuid returning failing_since`.execute(tx);
+      select failing_since from notify.webhook_endpoints where id = ${claim.endpointId}::uuid`.execute(tx);
     const failingSince = rows[0] ? new Date(rows[0].failing_since) : now;
     if (now.getTime() - failingSince.getTime() >= FAILING_DISABLE_MS) {
       await settle("failed");
