@@ -166,6 +166,21 @@ begin
 end
 $$;
 
+-- Sensitive event types (invitee emails, key metadata) reach an endpoint only when named in its
+-- filter, and naming them takes members.manage: the activity feed's own rule for reading them.
+create or replace function private.assert_may_subscribe(p_org_id uuid, p_event_types text[]) returns void
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  if exists (select 1 from notify.event_types t where t.sensitive and t.type = any (coalesce(p_event_types, '{}')))
+     and not private.has_permission(p_org_id, 'members.manage') then
+    raise exception 'subscribing to sensitive event types needs members.manage' using errcode = '42501';
+  end if;
+end
+$$;
+revoke all on function private.assert_may_subscribe(uuid, text[]) from public;
+
 -- The endpoint's org, after checking the caller may manage its webhooks. Endpoints of orgs the
 -- caller is not in do not exist for them (PT404); members without webhooks.manage get 42501.
 create or replace function private.manageable_webhook_endpoint(p_endpoint_id uuid) returns notify.webhook_endpoints
@@ -233,6 +248,7 @@ begin
     raise exception 'url is required' using errcode = '22023';
   end if;
   perform private.check_webhook_endpoint_input(btrim(p_url), coalesce(p_description, ''), p_event_types);
+  perform private.assert_may_subscribe(p_org_id, p_event_types);
   insert into notify.webhook_endpoints (org_id, url, description, event_types, created_by)
   values (p_org_id, btrim(p_url), coalesce(p_description, ''),
           array(select distinct unnest(coalesce(p_event_types, '{}')) order by 1), (select auth.uid()))
@@ -241,7 +257,7 @@ begin
   return query select v_id, v_secret;
 end
 $$;
-comment on function public.create_webhook_endpoint(uuid, text, text, text[]) is 'Registers a webhook endpoint and returns its signing secret, once. Empty p_event_types means every event type. Needs webhooks.manage.';
+comment on function public.create_webhook_endpoint(uuid, text, text, text[]) is 'Registers a webhook endpoint and returns its signing secret, once. Empty p_event_types means every non-sensitive event type; sensitive ones must be named, which needs members.manage. Needs webhooks.manage.';
 
 create or replace function public.update_webhook_endpoint(
   p_endpoint_id uuid, p_url text default null, p_description text default null,
@@ -251,7 +267,7 @@ language plpgsql security definer
 set search_path = ''
 as $$
 begin
-  perform private.manageable_webhook_endpoint(p_endpoint_id);
+  perform private.assert_may_subscribe((private.manageable_webhook_endpoint(p_endpoint_id)).org_id, p_event_types);
   if p_status is not null and p_status not in ('active', 'disabled') then
     raise exception 'status must be active or disabled' using errcode = '22023';
   end if;

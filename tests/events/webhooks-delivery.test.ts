@@ -25,7 +25,8 @@ const producer = new Producer(stack.dbUrl);
 beforeAll(async () => {
   team = await createTeam("Hooks");
   [sinkA, sinkB] = await Promise.all([startSink("/a"), startSink("/b")]);
-  a = await createEndpoint(team.owner, team.orgId, sinkA.url);
+  // api_key.created is sensitive, so A names it (the owner holds members.manage).
+  a = await createEndpoint(team.owner, team.orgId, sinkA.url, ["api_key.created"]);
   b = await createEndpoint(team.owner, team.orgId, sinkB.url, ["member.joined"]);
   ownerToken = await userToken(stack.jwtSecret, team.owner);
 });
