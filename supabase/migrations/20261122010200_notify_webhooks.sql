@@ -249,6 +249,13 @@ begin
   end if;
   perform private.check_webhook_endpoint_input(btrim(p_url), coalesce(p_description, ''), p_event_types);
   perform private.assert_may_subscribe(p_org_id, p_event_types);
+  -- The plan's limit (billing, a later migration of this release; resolved at call time).
+  perform private.lock_org(p_org_id);
+  if (select count(*) from notify.webhook_endpoints e where e.org_id = p_org_id)
+     >= coalesce(billing.limit_of(p_org_id, 'webhook_endpoints'), 'infinity'::float8) then
+    raise exception 'your plan includes % webhook endpoints and all are in use; upgrade to add more',
+      billing.limit_of(p_org_id, 'webhook_endpoints') using errcode = 'PT402';
+  end if;
   insert into notify.webhook_endpoints (org_id, url, description, event_types, created_by)
   values (p_org_id, btrim(p_url), coalesce(p_description, ''),
           array(select distinct unnest(coalesce(p_event_types, '{}')) order by 1), (select auth.uid()))

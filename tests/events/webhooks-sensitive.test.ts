@@ -56,3 +56,13 @@ describe("sensitive event types over webhooks", () => {
     expect(await typesFor(named.endpoint_id)).toEqual(["member.invited"]);
   });
 });
+
+describe("the plan's webhook endpoint limit", () => {
+  it("a free org gets one endpoint; the second is refused with PT402 and nothing is created", async () => {
+    const team = await createTeam("Free hooks", { plan: null });
+    await rpc(team.admin, "create_webhook_endpoint", { p_org_id: team.orgId, p_url: url });
+    await expectSqlError(rpc(team.admin, "create_webhook_endpoint", { p_org_id: team.orgId, p_url: url }), "PT402", /1 webhook endpoints/);
+    const { rows } = await admin.query("select count(*)::int as n from notify.webhook_endpoints where org_id = $1", [team.orgId]);
+    expect(rows[0].n).toBe(1);
+  });
+});

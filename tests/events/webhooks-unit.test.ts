@@ -28,6 +28,13 @@ describe("ssrf: blockedReason", () => {
   );
 
   it("rejects garbage", () => expect(blockedReason("not-an-ip")).toBe("unparseable"));
+  it("covers the less common forms too: SIIT, NAT64 local-use, Teredo, 6to4 relay", () => {
+    expect(blockedReason("::ffff:0:10.0.0.1")).toBe("private");
+    expect(blockedReason("64:ff9b:1::a00:1")).toBe("NAT64 local-use");
+    expect(blockedReason("2001:0:4136:e378:8000:63bf:3fff:fdd2")).toBe("Teredo");
+    expect(blockedReason("192.88.99.1")).toBe("6to4 relay anycast");
+    expect(blockedReason("2001:4860:4860::8888")).toBeUndefined();
+  });
 });
 
 describe("ssrf: assertDeliverable", () => {

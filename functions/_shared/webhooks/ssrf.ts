@@ -27,6 +27,7 @@ const V4_BLOCKED: Range[] = [
   [[172, 16, 0, 0], 12, "private"],
   [[192, 0, 0, 0], 24, "reserved"],
   [[192, 0, 2, 0], 24, "documentation"],
+  [[192, 88, 99, 0], 24, "6to4 relay anycast"],
   [[192, 168, 0, 0], 16, "private"],
   [[198, 18, 0, 0], 15, "benchmarking"],
   [[198, 51, 100, 0], 24, "documentation"],
@@ -40,6 +41,8 @@ const V6_BLOCKED: Range[] = [
   [[0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified"],
   [[0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback"],
   [[0x100, 0, 0, 0], 64, "discard"],
+  [[0x64, 0xff9b, 0x1], 48, "NAT64 local-use"],
+  [[0x2001, 0], 32, "Teredo"],
   [[0x2001, 0xdb8], 32, "documentation"],
   [[0xfc00], 7, "unique-local"],
   [[0xfe80], 10, "link-local"],
@@ -89,6 +92,7 @@ function embeddedV4(g: number[]): number[] | undefined {
   const v4 = (hi: number, lo: number) => [hi >> 8, hi & 0xff, lo >> 8, lo & 0xff];
   const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
   if (zeros(0, 5) && g[5] === 0xffff) return v4(g[6], g[7]); // ::ffff:a.b.c.d
+  if (zeros(0, 4) && g[4] === 0xffff && g[5] === 0) return v4(g[6], g[7]); // ::ffff:0:a.b.c.d (SIIT)
   if (zeros(0, 6) && (g[6] !== 0 || g[7] > 1)) return v4(g[6], g[7]); // ::a.b.c.d (deprecated)
   if (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6)) return v4(g[6], g[7]); // NAT64
   if (g[0] === 0x2002) return v4(g[1], g[2]); // 6to4
