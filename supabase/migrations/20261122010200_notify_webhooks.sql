@@ -373,17 +373,21 @@ begin
   if p_since is null or p_since > now() then
     raise exception 'since must be a time in the past' using errcode = '22023';
   end if;
+  -- At most 1,000 per call (oldest first), so one request stays small; call again for the rest.
   return query
   update notify.webhook_messages m
   set status = 'pending', attempt_count = 0, next_attempt_at = now(), locked_until = null
-  from notify.webhook_endpoints e
-  where e.id = m.endpoint_id and e.status = 'active'
-    and m.org_id = p_org_id and m.status = 'failed' and m.created_at >= p_since
-    and (p_endpoint_id is null or m.endpoint_id = p_endpoint_id)
+  where m.id in (
+    select x.id from notify.webhook_messages x
+    join notify.webhook_endpoints e on e.id = x.endpoint_id and e.status = 'active'
+    where x.org_id = p_org_id and x.status = 'failed' and x.created_at >= p_since
+      and (p_endpoint_id is null or x.endpoint_id = p_endpoint_id)
+    order by x.created_at
+    limit 1000)
   returning m.id;
 end
 $$;
-comment on function public.recover_webhook_messages(uuid, timestamptz, uuid) is 'Re-queues every failed message of the org (optionally of one endpoint) created since p_since, on active endpoints; returns their ids. Needs webhooks.manage.';
+comment on function public.recover_webhook_messages(uuid, timestamptz, uuid) is 'Re-queues failed messages of the org (optionally of one endpoint) created since p_since, on active endpoints, oldest first and at most 1,000 per call; returns their ids. Needs webhooks.manage.';
 
 create or replace function public.send_test_webhook(p_endpoint_id uuid)
 returns uuid

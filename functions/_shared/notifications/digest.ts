@@ -41,6 +41,7 @@ export async function sendDigests(db: Db, deps: NotificationMailDeps, opts: { no
       return rows.length;
     });
     sent += claimed;
-    if (claimed < BATCH) return { sent };
+    // Until nothing is left: a short batch can just mean some rows were locked (skipped) for now.
+    if (claimed === 0) return { sent };
   }
 }

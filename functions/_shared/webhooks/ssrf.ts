@@ -146,7 +146,8 @@ export async function resolveDeliverable(rawUrl: string, policy: TargetPolicy): 
     const reason = blockedReason(address);
     if (reason !== "loopback") allLoopback = false;
     if (reason && !(reason === "loopback" && policy.allowLoopback)) {
-      throw new SsrfError(`refused: ${host} resolves to ${address} (${reason} address)`);
+      // The address itself stays out of the message: attempts are readable by org admins.
+      throw new SsrfError(`refused: ${host} resolves to a ${reason} address`);
     }
   }
   if (url.protocol === "http:" && !(policy.allowLoopback && allLoopback)) {
