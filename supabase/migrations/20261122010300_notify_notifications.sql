@@ -323,9 +323,12 @@ begin
   ), rule as (
     select r.* from notify.notification_rules r join ev on r.type = ev.type
   ), candidates as (
+    -- Role permissions joined inline (built-in or custom), not one function call per member.
     select m.user_id from ev, rule, public.org_members m
+    left join public.builtin_roles b on b.key = m.role
+    left join public.org_roles cr on cr.org_id = m.org_id and cr.key = m.role
     where rule.recipients = 'org_admins' and m.org_id = ev.org_id
-      and 'members.manage' = any (private.role_permissions(m.org_id, m.role))
+      and 'members.manage' = any (coalesce(b.permissions, cr.permissions))
     union
     select m.user_id from ev, rule, public.org_members m
     where rule.recipients = 'org_owners' and m.org_id = ev.org_id and m.role = 'owner'
