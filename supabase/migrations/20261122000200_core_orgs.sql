@@ -449,7 +449,10 @@ alter table public.org_members enable row level security;
 
 revoke all on public.profiles, public.orgs, public.org_roles, public.org_members from anon, authenticated;
 grant all on public.profiles, public.orgs, public.org_roles, public.org_members to service_role;
-grant select on public.profiles, public.orgs, public.org_roles, public.org_members to authenticated;
+grant select on public.orgs, public.org_roles, public.org_members to authenticated;
+-- Co-members see each other's public profile, not marketing consent; users read their own
+-- through public.my_profile().
+grant select (id, display_name, avatar_url, locale, timezone, created_at, updated_at) on public.profiles to authenticated;
 grant update (display_name, avatar_url, locale, timezone, marketing_consent) on public.profiles to authenticated;
 grant insert, delete on public.org_roles to authenticated;
 -- A custom role never moves between orgs.
@@ -496,3 +499,14 @@ create policy "member managers delete custom roles below their rank" on public.o
 create policy "members see their own membership and their orgs' members" on public.org_members
   for select to authenticated
   using (user_id = (select auth.uid()) or org_id in (select private.accessible_org_ids()));
+
+-- The caller's own profile, consent included (column grants hide consent from co-members).
+create or replace function public.my_profile() returns public.profiles
+language sql stable security definer
+set search_path = ''
+as $$
+  select p.* from public.profiles p where p.id = (select auth.uid())
+$$;
+comment on function public.my_profile() is 'The signed-in user''s own profile, including marketing consent (which other members cannot read).';
+revoke all on function public.my_profile() from public, anon;
+grant execute on function public.my_profile() to authenticated, service_role;

@@ -4,8 +4,8 @@ import { admin, createTeam, createUser, expectSqlError, select, as } from "../he
 describe("signup", () => {
   it("creates a profile and a personal org with the user as sole owner", async () => {
     const user = await createUser({ meta: { full_name: "Ada Lovelace", timezone: "Europe/London", locale: "en-GB" } });
-    const [profile] = await select(user, "select * from public.profiles where id = $1", [user.id]);
-    expect(profile).toMatchObject({ display_name: "Ada Lovelace", timezone: "Europe/London", locale: "en-GB", marketing_consent: false });
+    const [profile] = await select(user, "select * from public.my_profile()");
+    expect(profile).toMatchObject({ id: user.id, display_name: "Ada Lovelace", timezone: "Europe/London", locale: "en-GB", marketing_consent: false });
     const orgs = await select(user, "select kind, role from public.my_orgs");
     expect(orgs).toEqual([{ kind: "personal", role: "owner" }]);
   });
@@ -26,6 +26,14 @@ describe("profiles RLS", () => {
     expect(ids).toEqual(expect.arrayContaining([team.viewer.id, team.owner.id, team.admin.id, team.member.id]));
     expect(ids).not.toContain(stranger.id);
     expect(await select(stranger, "select id from public.profiles where id = $1", [team.owner.id])).toEqual([]);
+  });
+
+  it("marketing consent is private: co-members cannot read it, the user reads it through my_profile()", async () => {
+    const team = await createTeam();
+    await expectSqlError(select(team.viewer, "select marketing_consent from public.profiles where id = $1", [team.owner.id]), "42501");
+    expect(await select(team.viewer, "select display_name from public.profiles where id = $1", [team.owner.id])).toHaveLength(1);
+    expect((await select(team.owner, "select id, marketing_consent from public.my_profile()"))[0]).toEqual({ id: team.owner.id, marketing_consent: false });
+    await expectSqlError(select("anon", "select * from public.my_profile()"), "42501");
   });
 
   it("anon reads no profiles", async () => {

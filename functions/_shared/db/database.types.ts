@@ -1805,6 +1805,26 @@ export type Database = {
       "leave_org": { Args: { "p_org_id": string }; Returns: undefined };
       "mark_all_read": { Args: { "p_org_id"?: string }; Returns: number };
       "mark_read": { Args: { "p_ids": (string)[] }; Returns: number };
+      "my_profile": {
+        Args: Record<PropertyKey, never>;
+        Returns: {
+          "avatar_url": string | null;
+          "created_at": string;
+          "display_name": string | null;
+          "id": string;
+          "locale": string;
+          "marketing_consent": boolean;
+          "marketing_consent_at": string | null;
+          "timezone": string;
+          "updated_at": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "profiles";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       "recover_webhook_messages": {
         Args: { "p_endpoint_id"?: string; "p_org_id": string; "p_since": string };
         Returns: string[];

@@ -1,4 +1,5 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { sql } from "kysely";
 import { asUser } from "../../_shared/db/client.ts";
 import { ApiError } from "../../_shared/http/errors.ts";
 import type { ApiEnv } from "../context.ts";
@@ -66,9 +67,10 @@ export function registerMe(app: OpenAPIHono<ApiEnv>) {
       return c.json({ kind: "api_key" as const, api_key_id: p.keyId, scopes: p.scopes, org }, 200);
     }
     const { profile, orgs } = await asUser(db, p.claims, async (tx) => ({
-      profile: await tx.selectFrom("profiles")
-        .select(["display_name", "avatar_url", "locale", "timezone", "marketing_consent"])
-        .where("id", "=", p.userId).executeTakeFirst(),
+      // my_profile(): consent is not selectable from the table, even one's own row.
+      profile: (await sql<{ display_name: string | null; avatar_url: string | null; locale: string; timezone: string; marketing_consent: boolean }>`
+        select display_name, avatar_url, locale, timezone, marketing_consent from public.my_profile() where id is not null`
+        .execute(tx)).rows[0],
       orgs: await tx.selectFrom("my_orgs")
         .select(["id", "slug", "name", "kind", "role", "permissions", "has_access", "blocked_reason"])
         .orderBy("kind", "desc").orderBy("name").execute(),
