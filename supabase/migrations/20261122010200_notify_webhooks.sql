@@ -31,7 +31,7 @@ create index webhook_endpoints_created_by_idx on notify.webhook_endpoints (creat
 create trigger webhook_endpoints_updated_at before update on notify.webhook_endpoints
   for each row execute function private.set_updated_at();
 comment on table notify.webhook_endpoints is 'Outbound webhook endpoints of an org (Standard Webhooks). Each receives the org''s events that match event_types, signed with its secrets. Managed through create/update/delete_webhook_endpoint; needs webhooks.manage.';
-comment on column notify.webhook_endpoints.event_types is 'Event types this endpoint receives (keys of notify.event_types); empty means every type.';
+comment on column notify.webhook_endpoints.event_types is 'Event types this endpoint receives (keys of notify.event_types); empty means every non-sensitive type. Sensitive types must be named, which needs members.manage.';
 comment on column notify.webhook_endpoints.status is 'active endpoints receive events; disabled ones receive nothing and their pending messages fail.';
 comment on column notify.webhook_endpoints.disabled_reason is 'Why the endpoint was disabled: by a user, a 410 Gone answer, or 5 days of continuous failure.';
 comment on column notify.webhook_endpoints.failing_since is 'Start of the current run of failed attempts (null after any success). A run longer than 5 days disables the endpoint.';

@@ -40,15 +40,15 @@ export function pinnedPost(
           snippet += chunk;
           if (snippet.length >= init.maxBody) res.destroy(); // the rest is not needed
         });
-        const done = () =>
+        // "close" follows the end of the body, our early destroy() and any stream error alike;
+        // the status is what counts, so a cut-short body is still a result.
+        res.on("error", () => {});
+        res.on("close", () =>
           resolve({
             status: res.statusCode ?? 0,
             retryAfter: (res.headers["retry-after"] as string | undefined) ?? null,
             snippet: snippet.slice(0, init.maxBody),
-          });
-        res.on("end", done);
-        res.on("close", done);
-        res.on("error", done);
+          }));
       },
     );
     req.on("error", reject);
