@@ -1,5 +1,6 @@
-// Runs under Deno. Serves every edge function at /functions/v1/<name>/..., handing each the
-// path the hosted runtime would (/<name>/...), so the same app code runs here and there.
+// Runs under Deno: the local edge runtime. Serves every edge function at /functions/v1/<name>/...
+// (behind the gateway in scripts/platform), handing each the path the hosted runtime would
+// (/<name>/...), so the same app code runs here and there.
 import { createApiApp, createApiDeps } from "../functions/api/app.ts";
 import { createWebhooksApp, createWebhooksDeps } from "../functions/webhooks/app.ts";
 import { createWorkerApp } from "../functions/worker/app.ts";
@@ -11,7 +12,7 @@ const functions: Record<string, { fetch: (req: Request) => Response | Promise<Re
   webhooks: createWebhooksApp(createWebhooksDeps(env)),
 };
 
-const port = Number(env.PLINTH_FUNCTIONS_PORT ?? 54321);
+const port = Number(env.PLINTH_EDGE_PORT ?? 54328);
 Deno.serve({ port, hostname: "127.0.0.1", onListen: () => console.log(`functions on :${port}`) }, (req) => {
   const url = new URL(req.url);
   const match = /^\/functions\/v1\/([^/]+)(\/.*)?$/.exec(url.pathname);

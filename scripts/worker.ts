@@ -10,7 +10,7 @@ const child = spawn(denoBin(), ["run", "--allow-all", "--config", path.join(ROOT
   stdio: "inherit",
   env: {
     SUPABASE_DB_URL: databaseUrl(cfg),
-    SUPABASE_URL: `http://127.0.0.1:${cfg.functionsPort}`,
+    SUPABASE_URL: `http://127.0.0.1:${cfg.gatewayPort}`,
     SMTP_URL: `smtp://127.0.0.1:${cfg.mailSmtpPort}`,
     ...process.env,
   },

@@ -11,7 +11,10 @@ export interface StackConfig {
   dataDir: string;
   dbPort: number;
   dbPassword: string;
-  functionsPort: number;
+  /** The one public port, as a hosted project's URL: /functions/v1, /storage/v1, /realtime/v1. */
+  gatewayPort: number;
+  /** The Deno edge runtime's own port, behind the gateway. */
+  edgePort: number;
   mailSmtpPort: number;
   mailHttpPort: number;
   jwtSecret: string;
@@ -22,7 +25,8 @@ export function stackConfig(env: NodeJS.ProcessEnv = process.env): StackConfig {
     dataDir: path.resolve(ROOT, env.PLINTH_DATA_DIR ?? ".plinth"),
     dbPort: Number(env.PLINTH_DB_PORT ?? 54322),
     dbPassword: env.PLINTH_DB_PASSWORD ?? "postgres",
-    functionsPort: Number(env.PLINTH_FUNCTIONS_PORT ?? 54321),
+    gatewayPort: Number(env.PLINTH_PORT ?? env.PLINTH_FUNCTIONS_PORT ?? 54321),
+    edgePort: Number(env.PLINTH_EDGE_PORT ?? 54328),
     mailSmtpPort: Number(env.PLINTH_MAIL_SMTP_PORT ?? 54325),
     mailHttpPort: Number(env.PLINTH_MAIL_HTTP_PORT ?? 54324),
     jwtSecret: env.PLINTH_JWT_SECRET ?? LOCAL_JWT_SECRET,

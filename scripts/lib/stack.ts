@@ -1,6 +1,6 @@
 // The whole local backend from real parts: Postgres 17, the platform stand-in, migrations
-// by the Supabase CLI, the seed, the mail sink, and the edge functions and worker on Deno.
-// `npm start` and the test suite both use this.
+// by the Supabase CLI, the seed, the mail sink, the edge functions and worker on Deno, and the
+// gateway with the Storage and Realtime stand-ins. `npm start` and the test suite both use this.
 import fs from "node:fs";
 import path from "node:path";
 import { applyMigrations, applyPlatform, applySeed, isSeeded } from "./database.ts";
@@ -8,6 +8,7 @@ import { databaseUrl, ROOT, type StackConfig } from "./env.ts";
 import { demoCatalog, startFakeStripe } from "./fake-stripe.ts";
 import { projectKeys } from "./keys.ts";
 import { startMailSink, type MailSink } from "./mail-sink.ts";
+import { startGateway } from "../platform/gateway.ts";
 import { startPostgres } from "./postgres.ts";
 import { type Child, spawnDeno, waitFor } from "./processes.ts";
 
@@ -25,6 +26,8 @@ export interface StackOptions {
 
 export interface Stack {
   dbUrl: string;
+  /** The project URL clients use (`createClient(supabaseUrl, anonKey)`). */
+  supabaseUrl: string;
   functionsUrl: string;
   mailUrl: string;
   anonKey: string;
@@ -70,14 +73,15 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
     }
 
     const keys = await projectKeys(cfg.jwtSecret);
-    const functionsUrl = `http://127.0.0.1:${cfg.functionsPort}/functions/v1`;
+    const supabaseUrl = `http://127.0.0.1:${cfg.gatewayPort}`;
+    const functionsUrl = `${supabaseUrl}/functions/v1`;
     const env: Record<string, string> = {
       SUPABASE_DB_URL: dbUrl,
-      SUPABASE_URL: `http://127.0.0.1:${cfg.functionsPort}`,
+      SUPABASE_URL: supabaseUrl,
       SUPABASE_ANON_KEY: keys.anonKey,
       SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
       PLINTH_JWT_SECRET: cfg.jwtSecret,
-      PLINTH_FUNCTIONS_PORT: String(cfg.functionsPort),
+      PLINTH_EDGE_PORT: String(cfg.edgePort),
       EMAIL_TRANSPORT: "smtp",
       // Local webhook receivers live on 127.0.0.1; production leaves this off (SSRF guard).
       PLINTH_WEBHOOKS_ALLOW_LOOPBACK: "true",
@@ -86,6 +90,17 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
       ...stripeEnv,
       ...opts.functionsEnv,
     };
+
+    const gateway = await startGateway({
+      port: cfg.gatewayPort,
+      dbUrl,
+      jwtSecret: cfg.jwtSecret,
+      jwksUrl: env.PLINTH_JWKS_URL,
+      dataDir: cfg.dataDir,
+      functionsUpstream: `http://127.0.0.1:${cfg.edgePort}`,
+      log: opts.log,
+    });
+    stops.push(() => gateway.close());
 
     const children: Child[] = [];
     stops.push(async () => {
@@ -111,6 +126,7 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
 
     return {
       dbUrl,
+      supabaseUrl,
       functionsUrl,
       mailUrl: `http://127.0.0.1:${cfg.mailHttpPort}`,
       ...keys,

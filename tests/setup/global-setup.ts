@@ -12,6 +12,8 @@ import { demoCatalog, startFakeStripe } from "../../scripts/lib/fake-stripe.ts";
 
 export interface StackInfo {
   dbUrl: string;
+  /** The project URL: functions, storage and realtime behind one port, as on a hosted project. */
+  supabaseUrl: string;
   functionsUrl: string;
   mailUrl: string;
   jwtSecret: string;
@@ -40,7 +42,8 @@ export default async function setup(project: TestProject) {
     ...stackConfig({}),
     dataDir,
     dbPort: await freePort(),
-    functionsPort: await freePort(),
+    gatewayPort: await freePort(),
+    edgePort: await freePort(),
     mailSmtpPort: await freePort(),
     mailHttpPort: await freePort(),
   };
@@ -61,6 +64,7 @@ export default async function setup(project: TestProject) {
   });
   project.provide("stack", {
     dbUrl: stack.dbUrl,
+    supabaseUrl: stack.supabaseUrl,
     functionsUrl: stack.functionsUrl,
     mailUrl: stack.mailUrl,
     jwtSecret: cfg.jwtSecret,

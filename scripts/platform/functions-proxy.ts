@@ -1,0 +1,28 @@
+// Forwards /functions/v1/* to the local edge runtime (Deno), streaming both ways, as the
+// hosted gateway forwards to Supabase's edge runtime.
+import http from "node:http";
+
+export function createFunctionsProxy(upstream: string) {
+  const target = new URL(upstream);
+  return (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const out = http.request(
+      {
+        hostname: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, "x-forwarded-for": req.socket.remoteAddress ?? "" },
+      },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    out.on("error", (err) => {
+      if (res.headersSent) return res.destroy(err);
+      res.writeHead(502, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: "bad_gateway", message: "the edge runtime is not answering" } }));
+    });
+    req.pipe(out);
+  };
+}
