@@ -9,7 +9,7 @@ const cfg = stackConfig();
 const running = runningStack(cfg.dataDir);
 if (running) {
   console.error(`Plinth is already running (pid ${running.pid}).`);
-  console.error(`  database:  ${running.dbUrl ?? "?"}\n  functions: ${running.functionsUrl ?? "?"}`);
+  console.error(`  database:  ${running.dbUrl ?? "?"}\n  project:   ${running.supabaseUrl ?? running.functionsUrl ?? "?"}`);
   console.error("Stop it with Ctrl-C in its terminal, or use another PLINTH_DATA_DIR and ports.");
   process.exit(1);
 }
@@ -29,7 +29,7 @@ try {
   console.error(`\nPlinth could not start: ${(err as Error).message}`);
   process.exit(1);
 }
-writeLock(cfg.dataDir, { pid: process.pid, dbUrl: stack.dbUrl, functionsUrl: stack.functionsUrl });
+writeLock(cfg.dataDir, { pid: process.pid, dbUrl: stack.dbUrl, supabaseUrl: stack.supabaseUrl, functionsUrl: stack.functionsUrl });
 
 let stopping = false;
 async function shutdown() {
@@ -49,8 +49,11 @@ const tokens = await Promise.all(
 console.log(`
 Plinth is up.
 
+  Project URL       ${stack.supabaseUrl}   (createClient(url, anonKey) with supabase.storage, .channel, .functions)
+    functions       ${stack.functionsUrl}   (api: ${stack.functionsUrl}/api, docs: ${stack.functionsUrl}/api/openapi.json)
+    storage         ${stack.supabaseUrl}/storage/v1   (local stand-in; resumable uploads at /storage/v1/upload/resumable)
+    realtime        ${stack.supabaseUrl.replace("http", "ws")}/realtime/v1/websocket   (local stand-in)
   Database URL      ${stack.dbUrl}
-  Functions URL     ${stack.functionsUrl}   (api: ${stack.functionsUrl}/api, docs: ${stack.functionsUrl}/api/openapi.json)
   Mail sink         ${stack.mailUrl}
   JWT secret        ${cfg.jwtSecret}
   anon key          ${stack.anonKey}

@@ -1,18 +1,24 @@
 // npm run token -- <email or user id> [--aal2] [--expires 24h]
 // Mints an access token for a local user, signed with the stack's JWT secret, with GoTrue's claims.
+// npm run token -- --anon (or --service-role) prints the project's API key instead.
 import { withClient } from "./lib/database.ts";
 import { databaseUrl, stackConfig } from "./lib/env.ts";
-import { userToken } from "./lib/keys.ts";
+import { projectKeys, userToken } from "./lib/keys.ts";
 import { runningStack } from "./lib/lock.ts";
 
 const args = process.argv.slice(2);
+const cfg = stackConfig();
+if (args.includes("--anon") || args.includes("--service-role")) {
+  const keys = await projectKeys(cfg.jwtSecret);
+  console.log(args.includes("--anon") ? keys.anonKey : keys.serviceRoleKey);
+  process.exit(0);
+}
 const who = args.find((a) => !a.startsWith("--"));
 if (!who) {
-  console.error("usage: npm run token -- <email or user id> [--aal2] [--expires 24h]");
+  console.error("usage: npm run token -- <email or user id> [--aal2] [--expires 24h]\n       npm run token -- --anon | --service-role");
   process.exit(2);
 }
 const expiresAt = args.indexOf("--expires");
-const cfg = stackConfig();
 const url = runningStack(cfg.dataDir)?.dbUrl ?? databaseUrl(cfg);
 const user = await withClient(url, async (c) =>
   (await c.query(

@@ -5,6 +5,7 @@ import path from "node:path";
 export interface LockInfo {
   pid: number;
   dbUrl?: string;
+  supabaseUrl?: string;
   functionsUrl?: string;
 }
 

@@ -87,3 +87,48 @@ create policy "members track presence on their orgs' channels" on realtime.messa
     extension = 'presence'
     and private.topic_org_id((select realtime.topic())) in (select private.accessible_org_ids())
   );
+
+-- Storage events: every change to an object in an org bucket goes through the outbox, so
+-- members see uploads live on org:<id>, webhooks hear of them, and modules start their jobs
+-- (validation, thumbnails) from one stream.
+insert into notify.event_types (type, module, description, sensitive) values
+  ('storage.object_created', 'storage', 'A file was uploaded into an org bucket', false),
+  ('storage.object_updated', 'storage', 'A file in an org bucket was overwritten or moved', false),
+  ('storage.object_deleted', 'storage', 'A file was deleted from an org bucket', false);
+
+create or replace function private.emit_storage_events() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_row storage.objects := case when tg_op = 'DELETE' then old else new end;
+  v_org uuid := private.storage_org_id(v_row.name);
+  v_type text := case tg_op when 'INSERT' then 'storage.object_created'
+                            when 'UPDATE' then 'storage.object_updated'
+                            else 'storage.object_deleted' end;
+begin
+  if v_org is null
+     or not exists (select 1 from private.org_buckets b where b.bucket_id = v_row.bucket_id)
+     or not exists (select 1 from public.orgs o where o.id = v_org) then
+    return null;
+  end if;
+  -- Touches (last_accessed_at, metadata refreshes) are not changes anyone needs to hear of.
+  if tg_op = 'UPDATE' and (new.name, new.bucket_id, new.version) is not distinct from (old.name, old.bucket_id, old.version) then
+    return null;
+  end if;
+  perform private.emit_event(v_org, v_type, 'storage_object', v_row.id::text,
+    jsonb_build_object(
+      'bucket_id', v_row.bucket_id,
+      'name', v_row.name,
+      'size', (v_row.metadata ->> 'size')::bigint,
+      'mimetype', v_row.metadata ->> 'mimetype',
+      'owner_id', v_row.owner_id,
+      'previous_name', case when tg_op = 'UPDATE' and old.name is distinct from new.name then old.name end));
+  return null;
+end
+$$;
+revoke all on function private.emit_storage_events() from public;
+
+create trigger emit_storage_events
+  after insert or update or delete on storage.objects
+  for each row execute function private.emit_storage_events();

@@ -4,6 +4,15 @@ import { z } from "zod";
 
 const uuid = z.string().uuid();
 
+/** An object in an org bucket (private.org_buckets), as the storage events carry it. */
+const storageObject = z.object({
+  bucket_id: z.string(),
+  name: z.string(),
+  size: z.number().int().nullable(),
+  mimetype: z.string().nullable(),
+  owner_id: z.string().nullable(),
+});
+
 export const EVENT_PAYLOADS = {
   "org.created": z.object({ name: z.string(), slug: z.string() }),
   "org.updated": z.object({ name: z.string(), slug: z.string(), require_mfa: z.boolean(), changed: z.array(z.string()) }),
@@ -15,6 +24,10 @@ export const EVENT_PAYLOADS = {
   "api_key.revoked": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string() }),
   "webhook.test": z.object({ endpoint_id: uuid, message: z.string() }),
   "webhook.endpoint_disabled": z.object({ endpoint_id: uuid, url: z.string(), reason: z.string(), failing_since: z.string().nullable() }),
+  "storage.object_created": storageObject.extend({ previous_name: z.null() }),
+  /** Overwritten, or moved (renamed): then previous_name is the old name. */
+  "storage.object_updated": storageObject.extend({ previous_name: z.string().nullable() }),
+  "storage.object_deleted": storageObject.extend({ previous_name: z.null() }),
   "billing.subscription_changed": z.object({
     subscription_id: z.string(),
     status: z.string(),
