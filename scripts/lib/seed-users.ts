@@ -11,6 +11,11 @@ export const SEED_USERS = [
   { id: "c0000000-0000-4000-8000-000000000001", email: "sam@consult.test", role: "acme member + globex admin" },
 ] as const;
 
+export const SEED_ORGS = [
+  { id: "a0000000-0000-4000-8000-00000000a000", slug: "acme" },
+  { id: "b0000000-0000-4000-8000-00000000b000", slug: "globex" },
+] as const;
+
 export const SEED_API_KEYS = [
   { org: "acme", key: "plk_acmedemo0001_acme-demo-secret-0000000000000000000000", scopes: ["content.read"] },
   { org: "globex", key: "plk_globexdemo01_globex-demo-secret-00000000000000000000", scopes: ["content.read"] },
