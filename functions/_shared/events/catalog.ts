@@ -13,6 +13,16 @@ const storageObject = z.object({
   owner_id: z.string().nullable(),
 });
 
+/** An AI job's outcome; `error` is the failure's code (null on success). */
+const aiJob = z.object({
+  job_id: uuid,
+  modality: z.string(),
+  source: z.string(),
+  user_id: uuid.nullable(),
+  credits: z.number().int(),
+  error: z.string().nullable(),
+});
+
 export const EVENT_PAYLOADS = {
   "org.created": z.object({ name: z.string(), slug: z.string() }),
   "org.updated": z.object({ name: z.string(), slug: z.string(), require_mfa: z.boolean(), changed: z.array(z.string()) }),
@@ -28,6 +38,8 @@ export const EVENT_PAYLOADS = {
   /** Overwritten, or moved (renamed): then previous_name is the old name. */
   "storage.object_updated": storageObject.extend({ previous_name: z.string().nullable() }),
   "storage.object_deleted": storageObject.extend({ previous_name: z.null() }),
+  "ai.job_succeeded": aiJob,
+  "ai.job_failed": aiJob,
   "billing.subscription_changed": z.object({
     subscription_id: z.string(),
     status: z.string(),
