@@ -4,12 +4,15 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { NoResultError } from "kysely";
 import { requestId } from "hono/request-id";
+import { createAdapterRegistry } from "../_shared/ai/adapters.ts";
 import { createJwtVerifier } from "../_shared/auth/jwt.ts";
 import { jwksUrl, loadConfig } from "../_shared/config.ts";
 import { createDb } from "../_shared/db/client.ts";
-import { ApiError, errorBody, fromPostgresError } from "../_shared/http/errors.ts";
+import { ApiError, errorBody, fromPostgresError, retryAfterOf } from "../_shared/http/errors.ts";
 import { Producer } from "../_shared/jobs/queue.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
+import { createOpenAiApp } from "./openai/app.ts";
+import { registerAi } from "./routes/ai.ts";
 import { registerBilling } from "./routes/billing.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerInvitations } from "./routes/invitations.ts";
@@ -25,6 +28,7 @@ export function createApiDeps(env: Record<string, string | undefined>): ApiDeps 
     db,
     verifyJwt: createJwtVerifier({ secret: cfg.PLINTH_JWT_SECRET, jwksUrl: jwksUrl(cfg) }),
     jobs: new Producer(cfg.SUPABASE_DB_URL),
+    ai: createAdapterRegistry(db, env),
   };
 }
 
@@ -55,6 +59,8 @@ export function createApiApp(deps: ApiDeps) {
   registerWebhooks(app);
   registerUnsubscribe(app);
   registerBilling(app);
+  registerAi(app);
+  app.route("/ai/v1", createOpenAiApp());
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",
@@ -74,7 +80,11 @@ export function createApiApp(deps: ApiDeps) {
       : err instanceof NoResultError
       ? new ApiError(404, "not_found", "not found")
       : fromPostgresError(err);
-    if (known) return c.json(errorBody(known.code, known.message, known.details), known.status);
+    if (known) {
+      const retryAfter = retryAfterOf(known);
+      if (retryAfter !== undefined) c.header("Retry-After", String(retryAfter));
+      return c.json(errorBody(known.code, known.message, known.details), known.status);
+    }
     if (err instanceof HTTPException && err.status < 500) {
       return c.json(errorBody(err.status === 400 ? "invalid_request" : "http_error", err.message), err.status);
     }

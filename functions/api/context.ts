@@ -1,4 +1,5 @@
 // What every api handler can reach: the per-isolate dependencies and the caller.
+import type { AdapterRegistry } from "../_shared/ai/adapters.ts";
 import type { JwtVerifier } from "../_shared/auth/jwt.ts";
 import type { Principal } from "../_shared/auth/principal.ts";
 import type { Config } from "../_shared/config.ts";
@@ -10,6 +11,8 @@ export interface ApiDeps {
   db: Db;
   verifyJwt: JwtVerifier;
   jobs: Producer;
+  /** AI provider adapters, for the OpenAI-compatible endpoint (which answers in the request). */
+  ai: AdapterRegistry;
 }
 
 export type ApiEnv = {

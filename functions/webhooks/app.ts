@@ -1,25 +1,37 @@
 // The webhooks edge function: inbound calls from providers, each verified by its provider's
-// signature (verify_jwt = false). POST /webhooks/stripe applies Stripe events exactly once.
+// signature (verify_jwt = false). POST /webhooks/stripe applies Stripe events exactly once;
+// POST /webhooks/ai/<provider id> wakes the poll of the AI job a provider's task belongs to.
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { z } from "zod";
+import { createAdapterRegistry, type AdapterRegistry } from "../_shared/ai/adapters.ts";
+import { handleProviderWebhook, WebhookRefused } from "../_shared/ai/provider-webhooks.ts";
 import { createStripe, Stripe } from "../_shared/billing/stripe.ts";
 import { processStripeEvent } from "../_shared/billing/webhook.ts";
 import { type Config, loadConfig } from "../_shared/config.ts";
 import { createDb, type Db } from "../_shared/db/client.ts";
 import { errorBody } from "../_shared/http/errors.ts";
+import { type JobSender, Producer } from "../_shared/jobs/queue.ts";
 
 export interface WebhooksDeps {
   cfg: Config;
   db: Db;
   stripe?: Stripe;
+  jobs: JobSender;
+  ai: AdapterRegistry;
 }
 
 export function createWebhooksDeps(env: Record<string, string | undefined>): WebhooksDeps {
   const cfg = loadConfig(env);
   const { db } = createDb(cfg.SUPABASE_DB_URL, cfg.PLINTH_DB_POOL_SIZE);
-  return { cfg, db, stripe: cfg.STRIPE_SECRET_KEY ? createStripe(cfg.STRIPE_SECRET_KEY, cfg.STRIPE_API_BASE) : undefined };
+  return {
+    cfg,
+    db,
+    stripe: cfg.STRIPE_SECRET_KEY ? createStripe(cfg.STRIPE_SECRET_KEY, cfg.STRIPE_API_BASE) : undefined,
+    jobs: new Producer(cfg.SUPABASE_DB_URL),
+    ai: createAdapterRegistry(db, env),
+  };
 }
 
 /** The part of an event we rely on before dispatching on its type. */
@@ -66,6 +78,21 @@ export function createWebhooksApp(deps: WebhooksDeps) {
     const outcome = await processStripeEvent(deps.db, deps.stripe, verified as Stripe.Event);
     // A duplicate was applied by an earlier delivery: 2xx, so Stripe stops sending it.
     return c.json({ received: true, event_id: envelope.data.id, duplicate: outcome.status === "duplicate", ...outcome }, 200);
+  });
+
+  app.post("/ai/:provider", async (c) => {
+    const providerId = c.req.param("provider");
+    if (!/^[a-z][a-z0-9_-]{1,39}$/.test(providerId)) return c.json(errorBody("not_found", "no such provider"), 404);
+    try {
+      const outcome = await handleProviderWebhook(
+        { db: deps.db, jobs: deps.jobs, secret: (id) => deps.ai.provider(id) },
+        providerId, await c.req.text(), c.req.raw.headers,
+      );
+      return c.json({ received: true, ...outcome }, 200);
+    } catch (err) {
+      if (err instanceof WebhookRefused) return c.json(errorBody(err.code, err.message), err.httpStatus);
+      throw err;
+    }
   });
 
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));

@@ -46,16 +46,16 @@ insert into ai.jobs (id, org_id, user_id, batch_id, source, modality, tier, inpu
                      reserved_credits, settled_credits, provider_cost_micros, deployment_id, created_at, started_at, finished_at) values
   ('a1000000-0000-4000-8000-0000000000a1', 'a0000000-0000-4000-8000-00000000a000', 'a0000000-0000-4000-8000-000000000003',
    'a1000000-0000-4000-8000-0000000000b1', 'api', 'text', 'economy',
-   '{"prompt": "A tagline for Acme rockets", "max_tokens": 64}', '[{"deployment_id": "local/text"}]', 'succeeded', 100,
+   '{"prompt": "A tagline for Acme rockets", "max_tokens": 64}', '{"main": [{"deployment_id": "local/text"}]}', 'succeeded', 100,
    '{"text": "Acme rockets: up, on time.", "finish_reason": "stop", "usage": {"input_tokens": 7, "output_tokens": 6}}',
    1, 1, 0, 'local/text', now() - interval '2 days', now() - interval '2 days', now() - interval '2 days'),
   ('a1000000-0000-4000-8000-0000000000a2', 'a0000000-0000-4000-8000-00000000a000', 'a0000000-0000-4000-8000-000000000003',
    'a1000000-0000-4000-8000-0000000000b1', 'api', 'text', 'economy',
-   '{"prompt": "A tagline for Acme anvils", "max_tokens": 64}', '[{"deployment_id": "local/text"}]', 'failed', 0, null,
+   '{"prompt": "A tagline for Acme anvils", "max_tokens": 64}', '{"main": [{"deployment_id": "local/text"}]}', 'failed', 0, null,
    1, 0, 0, null, now() - interval '2 days', now() - interval '2 days', now() - interval '2 days'),
   ('b1000000-0000-4000-8000-0000000000a1', 'b0000000-0000-4000-8000-00000000b000', 'b0000000-0000-4000-8000-000000000003',
    'b1000000-0000-4000-8000-0000000000b1', 'api', 'image', 'economy',
-   '{"prompt": "A Globex widget on white", "n": 1, "size": "512x512"}', '[{"deployment_id": "local/image"}]', 'succeeded', 100,
+   '{"prompt": "A Globex widget on white", "n": 1, "size": "512x512"}', '{"main": [{"deployment_id": "local/image"}]}', 'succeeded', 100,
    '{"files": []}', 2, 2, 0, 'local/image', now() - interval '1 day', now() - interval '1 day', now() - interval '1 day')
 on conflict do nothing;
 update ai.jobs set error = '{"code": "server", "message": "the provider failed and no fallback was left", "class": "server"}'

@@ -61,7 +61,7 @@ create index jobs_spend_idx on ai.jobs (org_id, created_at) include (user_id, ap
 comment on table ai.jobs is 'One AI request: its input, the route it was admitted with (deployments and the prices in force at submission), its live status and progress, its output (text inline; files as Storage paths in ai-outputs), and what it reserved and settled.';
 comment on column ai.jobs.source is 'Who submitted it: api (POST /api/ai/jobs), openai (the OpenAI-compatible endpoint), or a product module''s name.';
 comment on column ai.jobs.idempotency_key is 'The client''s Idempotency-Key: a second submit with the same key returns the first job.';
-comment on column ai.jobs.route is 'The deployments the router may use, in order, each with the price rows in force at submission (what the job is priced from).';
+comment on column ai.jobs.route is 'The deployments the router may use, in order, each with the price rows in force at submission (what the job is priced from): {"main": [...], "moderation": [...]?, "enhance": [...]?}.';
 comment on column ai.jobs.output is 'Text jobs: {text, finish_reason, usage}. File jobs: {files: [{path, mime_type, bytes, sha256}]} in the ai-outputs bucket.';
 comment on column ai.jobs.error is '{code, message, class} when failed: the last attempt''s error, or why nothing could run.';
 comment on column ai.jobs.reserved_credits is 'The worst case held at admission (max output x the highest rate in the route, n x image price, seconds x video price).';
@@ -256,6 +256,17 @@ begin
 end
 $$;
 
+-- Provider callbacks seen, so a redelivered webhook (same webhook-id) is applied once.
+create table private.ai_webhook_receipts (
+  provider_id text not null,
+  webhook_id text not null,
+  provider_task_id text,
+  received_at timestamptz not null default now(),
+  primary key (provider_id, webhook_id)
+);
+comment on table private.ai_webhook_receipts is 'Inbound AI provider webhooks by their webhook-id: a redelivery finds its row and changes nothing. A webhook only wakes the job''s poll; the provider''s own state decides.';
+alter table private.ai_webhook_receipts enable row level security;
+
 -- ---------------------------------------------------------------------------
 -- Admission: one transaction that checks, holds and records, or refuses and leaves nothing
 -- ---------------------------------------------------------------------------
@@ -315,7 +326,7 @@ begin
   if p_worst_case is null or p_worst_case <= 0 then
     raise exception 'the worst-case cost must be positive' using errcode = '22023';
   end if;
-  if jsonb_typeof(p_route) <> 'array' or jsonb_array_length(p_route) = 0 then
+  if jsonb_typeof(p_route -> 'main') is distinct from 'array' or jsonb_array_length(p_route -> 'main') = 0 then
     raise exception 'no priced deployment can serve this request' using errcode = '22023';
   end if;
 
@@ -360,14 +371,38 @@ begin
 end
 $$;
 
+-- Opens a batch for the caller (the same caller rules as ai_admit_job); its jobs follow.
+create or replace function private.ai_open_batch(p_org_id uuid, p_user_id uuid, p_api_key_id uuid, p_label text, p_total int)
+returns ai.batches
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_batch ai.batches;
+begin
+  if coalesce(auth.role(), 'service_role') <> 'service_role' then
+    if p_api_key_id is distinct from private.api_key_id() or (p_api_key_id is null and p_user_id is distinct from auth.uid()) then
+      raise exception 'a batch is submitted as the caller' using errcode = '42501';
+    end if;
+    if not private.has_permission(p_org_id, 'ai.use') then
+      raise exception 'you need ai.use in this org to run AI jobs' using errcode = '42501';
+    end if;
+  end if;
+  insert into ai.batches (org_id, user_id, api_key_id, label, total)
+  values (p_org_id, p_user_id, p_api_key_id, p_label, p_total)
+  returning * into v_batch;
+  return v_batch;
+end
+$$;
+
 -- ---------------------------------------------------------------------------
 -- Finishing: settle or void once, record the outcome, tell the world
 -- ---------------------------------------------------------------------------
 
 /*
- * Ends a job. Succeeded: settles the main succeeded attempt's credits (capped at the
- * reservation, which releases the rest) plus any credits charged for delivered partial work.
- * Failed or canceled: voids. Idempotent: a job already ended is returned unchanged, so a
+ * Ends a job. Succeeded: settles the succeeded attempts' credits (capped at the reservation,
+ * which releases the rest). Failed or canceled: voids, unless p_charge names delivered partial
+ * work. Idempotent: a job already ended is returned unchanged, so a
  * worker that retries after a crash cannot charge twice.
  */
 create or replace function private.ai_finish_job(
@@ -395,10 +430,19 @@ begin
   select coalesce(sum(a.provider_cost_micros), 0) into v_cost from ai.attempts a where a.job_id = p_job_id and a.billed;
   select a.deployment_id into v_deployment from ai.attempts a
   where a.job_id = p_job_id and a.purpose = 'main' and a.status = 'succeeded' order by a.attempt_no desc limit 1;
-  -- What the org pays: the caller's figure (delivered partial work), else every charged attempt.
-  v_charge := least(v_job.reserved_credits, coalesce(p_charge,
-    (select coalesce(sum(a.credits), 0) from ai.attempts a where a.job_id = p_job_id and a.status = 'succeeded')));
-  if v_job.reservation_id is not null then
+  -- What the org pays: on success, every succeeded attempt (the main call, moderation, prompt
+  -- enhancement); otherwise nothing, unless the caller names delivered partial work (a stream
+  -- cut after the client received part of it).
+  v_charge := least(v_job.reserved_credits, case
+    when p_charge is not null then p_charge
+    when p_status = 'succeeded' then (select coalesce(sum(a.credits), 0) from ai.attempts a where a.job_id = p_job_id and a.status = 'succeeded')
+    else 0 end);
+  -- A reservation that expired meanwhile (a job stuck past its TTL) has already given its
+  -- credits back: charge nothing rather than take credits no longer held.
+  if v_job.reservation_id is not null
+     and (select r.status from billing.credit_reservations r where r.id = v_job.reservation_id) <> 'pending' then
+    v_charge := 0;
+  elsif v_job.reservation_id is not null then
     if v_charge > 0 then
       perform billing.settle_credits(v_job.reservation_id, v_charge);
     else
@@ -527,7 +571,8 @@ select a.org_id, j.user_id, j.api_key_id, d.model_id, (a.started_at at time zone
        coalesce(sum((a.units ->> 'video_second')::numeric), 0) as video_seconds,
        coalesce(sum((a.units ->> 'character')::bigint), 0)::bigint as characters,
        coalesce(sum(a.provider_cost_micros) filter (where a.billed), 0)::bigint as provider_cost_micros,
-       coalesce(sum(a.credits) filter (where a.status = 'succeeded'), 0)::bigint as credits
+       -- Charged: succeeded attempts of succeeded jobs, and partial work delivered by a cut stream.
+       coalesce(sum(a.credits) filter (where a.status <> 'succeeded' or j.status = 'succeeded'), 0)::bigint as credits
 from ai.attempts a
 join ai.jobs j on j.id = a.job_id
 left join ai.deployments d on d.id = a.deployment_id
@@ -594,9 +639,11 @@ create policy "writers remove presets" on ai.org_presets
 revoke all on function private.ai_required_units(text), private.ai_route(uuid, text, text, text, timestamptz),
   private.ai_take_token(uuid, text, bigint), private.ai_month_spend(uuid, uuid, uuid),
   private.ai_admit_job(uuid, uuid, uuid, text, text, text, text, jsonb, jsonb, bigint, text, uuid, interval),
-  private.ai_finish_job(uuid, text, jsonb, jsonb, bigint), private.ai_broadcast_job() from public;
+  private.ai_finish_job(uuid, text, jsonb, jsonb, bigint), private.ai_broadcast_job(),
+  private.ai_open_batch(uuid, uuid, uuid, text, int) from public;
 -- The api admits as the caller (private is never exposed through PostgREST); the worker as service_role.
 grant execute on function private.ai_route(uuid, text, text, text, timestamptz),
+  private.ai_open_batch(uuid, uuid, uuid, text, int),
   private.ai_admit_job(uuid, uuid, uuid, text, text, text, text, jsonb, jsonb, bigint, text, uuid, interval)
   to authenticated, service_role;
 grant execute on function private.ai_finish_job(uuid, text, jsonb, jsonb, bigint) to service_role;

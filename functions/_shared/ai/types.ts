@@ -48,6 +48,8 @@ export interface TokenUsage {
   outputTokens: number;
   /** Included in inputTokens (OpenAI prompt_tokens_details.cached_tokens, Anthropic cache_read_input_tokens). */
   cachedInputTokens?: number;
+  /** Included in inputTokens: tokens written to the prompt cache (Anthropic cache_creation_input_tokens, priced above plain input). */
+  cacheWriteInputTokens?: number;
   /** Included in outputTokens (OpenAI completion_tokens_details.reasoning_tokens). */
   reasoningTokens?: number;
 }

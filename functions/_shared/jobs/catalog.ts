@@ -18,6 +18,8 @@ export const EventsDispatchPayload = z.object({}).strict();
 export const CreditsExpirePayload = z.object({}).strict();
 export const WebhookDeliverPayload = z.object({ message_id: z.string().uuid() }).strict();
 export const WebhookSweepPayload = z.object({}).strict();
+export const AiJobPayload = z.object({ job_id: z.string().uuid() }).strict();
+export const AiSweepPayload = z.object({}).strict();
 /** `now` lets tests run the digest as if at another hour; cron sends {}. */
 export const NotificationsDigestPayload = z.object({ now: z.string().datetime({ offset: true }).optional() }).strict();
 
@@ -70,6 +72,28 @@ export const JOBS = {
   "webhook.sweep": {
     payload: WebhookSweepPayload,
     queue: { retryLimit: 1, retryDelay: 30, expireInSeconds: 120 },
+    cron: "* * * * *",
+  },
+  "ai.run": {
+    payload: AiJobPayload,
+    // I/O-bound: a run mostly waits on a provider.
+    workers: 8,
+    // Stately, keyed by the AI job: at most one run of a job queued and one active, so a
+    // duplicate enqueue (sweep, reschedule) can never call a provider twice at once.
+    // Retries cover crashes and infrastructure errors only: provider failures are the router's.
+    // Expiry outlasts a long generation, so a live run is never taken over by a second one.
+    queue: { policy: "stately", retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 900 },
+  },
+  "ai.poll": {
+    payload: AiJobPayload,
+    workers: 4,
+    // Stately per AI job, like ai.run: a webhook and the poller never look at once.
+    queue: { policy: "stately", retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 300 },
+  },
+  "ai.sweep": {
+    payload: AiSweepPayload,
+    // The safety net: jobs whose run or poll was lost are picked up again.
+    queue: { policy: "stately", retryLimit: 1, retryDelay: 30, expireInSeconds: 120 },
     cron: "* * * * *",
   },
 } as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string; workers?: number }>;

@@ -1,6 +1,8 @@
 // What each job type does. Handlers throw to fail an attempt; pg-boss retries per the
 // queue policy in catalog.ts.
 import { sql } from "kysely";
+import { aiHandlers } from "../ai/jobs.ts";
+import type { AiWorkerDeps } from "../ai/failure.ts";
 import type { Db } from "../db/client.ts";
 import { asService } from "../db/client.ts";
 import type { EmailTransport } from "../email/transport.ts";
@@ -22,6 +24,8 @@ export interface JobDeps {
   notifications: NotificationMailDeps;
   /** Outbound webhook delivery: SSRF policy and how retries are queued. */
   webhooks: Omit<WebhookJobDeps, "db">;
+  /** The AI gateway: provider adapters, where outputs are stored, how follow-ups are queued. */
+  ai: Omit<AiWorkerDeps, "db">;
 }
 
 export type JobHandler = (data: unknown, jobId: string) => Promise<unknown>;
@@ -29,6 +33,7 @@ export type JobHandler = (data: unknown, jobId: string) => Promise<unknown>;
 export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
   return {
     ...webhookHandlers({ db: deps.db, ...deps.webhooks }),
+    ...aiHandlers({ db: deps.db, ...deps.ai }),
     "email.send": async (data, jobId) => {
       const msg = JOBS["email.send"].payload.parse(data);
       // The job id is stable across retries, so it doubles as the provider idempotency key.

@@ -1,4 +1,6 @@
 // Builds what the worker needs from its environment; shared by both worker entrypoints.
+import { createAdapterRegistry } from "../ai/adapters.ts";
+import type { AiWorkerDeps } from "../ai/failure.ts";
 import { loadConfig } from "../config.ts";
 import { createDb } from "../db/client.ts";
 import { createEmailTransport } from "../email/transport.ts";
@@ -20,8 +22,18 @@ export function createWorker(env: Record<string, string | undefined>) {
   };
   // The worker's own pg-boss (started by the runner) queues notification emails.
   const notifications = { cfg, jobs: { ready: async () => boss } };
+  const ai: Omit<AiWorkerDeps, "db"> = {
+    adapters: createAdapterRegistry(db, env),
+    storage: { url: cfg.SUPABASE_URL, serviceRoleKey: cfg.SUPABASE_SERVICE_ROLE_KEY ?? "" },
+    schedule: async (name, jobId, delayMs) => {
+      await boss.send(name, { job_id: jobId }, { singletonKey: jobId, startAfter: new Date(Date.now() + delayMs) });
+    },
+    // Replicate needs a webhook (its only idempotency handle); the others are polled.
+    webhookUrl: (p) => p.kind === "replicate" ? `${cfg.SUPABASE_URL}/functions/v1/webhooks/ai/${p.id}` : undefined,
+    pollMs: cfg.PLINTH_AI_POLL_MS,
+  };
   const handlers = createHandlers({
-    db, email, appUrl: cfg.PLINTH_APP_URL, webhooks, notifications,
+    db, email, appUrl: cfg.PLINTH_APP_URL, webhooks, notifications, ai,
     consumers: [realtimeConsumer, createWebhooksConsumer(webhooks.schedule), createNotificationsConsumer(notifications)],
   });
   return {

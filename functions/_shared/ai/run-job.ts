@@ -1,0 +1,96 @@
+// The worker's ai.run: one job from admitted to finished. Each stage writes its attempts as it
+// goes, so a run that dies is resumed by the next (pg-boss retries the job): pending calls are
+// marked abandoned, a succeeded moderation or enhancement is not paid for again, and the one
+// settle happens in ai_finish_job, which is idempotent.
+import { abandonPending, loadAttempts } from "./attempts.ts";
+import { runAsyncJob } from "./async.ts";
+import { embedCall, imageCall, moderationCall, speechCall, textCall } from "./calls.ts";
+import { executeSync, type ExecuteDeps } from "./execute.ts";
+import { type AiWorkerDeps, onFailure, type RunResult } from "./failure.ts";
+import { estimatedTokens, type InputOf, inputTexts } from "./inputs.ts";
+import { ENDED, finishJob, loadJob, setProgress, updateInput, type AiJob } from "./job-store.ts";
+
+export async function runJob(deps: AiWorkerDeps, jobId: string): Promise<RunResult> {
+  const job = await loadJob(deps.db, jobId);
+  if (!job) return { skipped: "no such job" };
+  if (ENDED.has(job.status)) return { skipped: `already ${job.status}` };
+  await abandonPending(deps.db, job.id);
+  const exec: ExecuteDeps = { db: deps.db, adapters: deps.adapters, limits: deps.limits, retryBudgetMs: deps.retryBudgetMs, sleep: deps.sleep };
+  try {
+    if (!(await setProgress(deps.db, job.id, 5, "starting"))) return { skipped: "ended meanwhile" };
+    if (job.route.moderation?.length) {
+      const flagged = await moderate(exec, job);
+      if (flagged) return flagged;
+    }
+    if (job.route.enhance?.length && !job.input.enhanced_prompt) await enhance(exec, job);
+    if (job.modality === "video") return await runAsyncJob(deps, exec, job);
+    await setProgress(deps.db, job.id, 20, "generating");
+    const output = await mainCall(deps, exec, job);
+    const ended = await finishJob(deps.db, job.id, "succeeded", { output });
+    return { status: ended.status };
+  } catch (err) {
+    return await onFailure(deps, job, err);
+  }
+}
+
+/** Runs the moderation stage once per job; flagged input ends the job (voided) and is returned. */
+export async function moderate(exec: ExecuteDeps, job: AiJob): Promise<RunResult | undefined> {
+  const done = (await loadAttempts(exec.db, job.id, "moderation")).some((a) => a.status === "succeeded");
+  if (done) return undefined;
+  await setProgress(exec.db, job.id, 10, "checking the input");
+  const texts = inputTexts(job.modality, job.input as never);
+  const { value } = await executeSync(exec, job, "moderation", job.route.moderation!, (a, c) => moderationCall(a, c, texts));
+  if (!value?.flagged) return undefined;
+  const categories = value.results.flatMap((r) => Object.entries(r.categories).filter(([, v]) => v).map(([k]) => k));
+  const ended = await finishJob(exec.db, job.id, "failed", {
+    error: { code: "input_flagged", class: "content_policy", message: "the input was refused by moderation; nothing was charged", details: { categories } },
+  });
+  return { status: ended.status, error: "input_flagged" };
+}
+
+/** Rewrites an image or video prompt with the enhancement text route, once per job. */
+async function enhance(exec: ExecuteDeps, job: AiJob): Promise<void> {
+  await setProgress(exec.db, job.id, 15, "improving the prompt");
+  const prompt = String(job.input.prompt ?? "");
+  const input: InputOf<"text"> = {
+    system: "You rewrite prompts for image and video generation: concrete subject, setting, light and style. Answer with the prompt only.",
+    prompt,
+    max_tokens: 300,
+    response_format: "text",
+  };
+  const { value } = await executeSync(exec, job, "enhance", job.route.enhance!, (a, c) => textCall(a, c, input, () => {}));
+  const enhanced = value!.text.trim() || prompt;
+  job.input.enhanced_prompt = enhanced;
+  await updateInput(exec.db, job.id, { enhanced_prompt: enhanced });
+}
+
+async function mainCall(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Promise<unknown> {
+  const route = job.route.main;
+  const store = { cfg: deps.storage, orgId: job.org_id, jobId: job.id };
+  let lastReport = 0;
+  const progress = (fraction: number) => {
+    // At most twice a second: each report is a row update and a Realtime message.
+    if (Date.now() - lastReport < 500) return;
+    lastReport = Date.now();
+    void setProgress(deps.db, job.id, 20 + 70 * fraction, "generating");
+  };
+  switch (job.modality) {
+    case "text": {
+      const input = job.input as InputOf<"text">;
+      const minContext = estimatedTokens("text", input) + input.max_tokens;
+      return (await executeSync(exec, job, "main", route, (a, c) => textCall(a, c, input, progress), { minContext })).value;
+    }
+    case "image":
+      return (await executeSync(exec, job, "main", route, (a, c) => imageCall(a, c, job.input as InputOf<"image">, store))).value;
+    case "audio":
+      return (await executeSync(exec, job, "main", route, (a, c) => speechCall(a, c, job.input as InputOf<"audio">, store))).value;
+    case "embedding":
+      return (await executeSync(exec, job, "main", route, (a, c) => embedCall(a, c, job.input as InputOf<"embedding">))).value;
+    case "moderation": {
+      const texts = inputTexts("moderation", job.input as InputOf<"moderation">);
+      return (await executeSync(exec, job, "main", route, (a, c) => moderationCall(a, c, texts))).value;
+    }
+    default:
+      throw new Error(`no synchronous path for ${job.modality}`);
+  }
+}
