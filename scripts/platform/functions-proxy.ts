@@ -11,7 +11,8 @@ export function createFunctionsProxy(upstream: string) {
         port: target.port,
         method: req.method,
         path: req.url,
-        headers: { ...req.headers, "x-forwarded-for": req.socket.remoteAddress ?? "" },
+        // Append the peer, as a proxy does: the client's own chain (if any) stays in front.
+        headers: { ...req.headers, "x-forwarded-for": [req.headers["x-forwarded-for"], req.socket.remoteAddress].filter(Boolean).join(", ") },
       },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);

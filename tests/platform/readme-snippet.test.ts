@@ -28,7 +28,8 @@ describe("README", () => {
     // Inside the repo, so that the snippet's imports resolve from node_modules as in the README.
     const dir = path.join(ROOT, "node_modules/.cache/plinth-tests");
     fs.mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `hello-${process.pid}.ts`);
+    // .mts: under node_modules the root "type": "module" does not apply, and the snippet uses top-level await.
+    const file = path.join(dir, `hello-${process.pid}.mts`);
     fs.writeFileSync(file, readmeSnippet("hello"));
     try {
       const { stdout } = await run(path.join(ROOT, "node_modules/.bin/tsx"), [file], {
