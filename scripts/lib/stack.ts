@@ -9,6 +9,7 @@ import { demoCatalog, startFakeStripe } from "./fake-stripe.ts";
 import { projectKeys } from "./keys.ts";
 import { startMailSink, type MailSink } from "./mail-sink.ts";
 import { startGateway } from "../platform/gateway.ts";
+import { startAiFakes } from "./ai-fakes.ts";
 import { startPostgres } from "./postgres.ts";
 import { type Child, spawnDeno, waitFor } from "./processes.ts";
 
@@ -22,6 +23,10 @@ export interface StackOptions {
   log: (source: string, line: string) => void;
   /** Extra env for the Deno processes (tests point PLINTH_JWKS_URL at their own JWKS). */
   functionsEnv?: Record<string, string>;
+  /** Port of the fake AI providers (0 = any free port); default 54327. */
+  aiFakePort?: number;
+  /** Fake every AI provider even if a key is in the environment (tests never reach a real one). */
+  fakeAllAi?: boolean;
 }
 
 export interface Stack {
@@ -30,6 +35,8 @@ export interface Stack {
   supabaseUrl: string;
   functionsUrl: string;
   mailUrl: string;
+  /** The fake AI providers' server (control API under /__fake), when any provider has no key. */
+  fakeAiUrl?: string;
   anonKey: string;
   serviceRoleKey: string;
   mail: MailSink;
@@ -72,6 +79,13 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
       });
     }
 
+    // Without provider keys, the AI gateway's providers run against local fakes of their APIs.
+    const ai = await startAiFakes(opts.fakeAllAi ? {} : { ...process.env, ...opts.functionsEnv }, opts.aiFakePort ?? Number(process.env.PLINTH_AI_FAKE_PORT ?? 54327));
+    if (ai.fake) {
+      stops.push(() => ai.fake!.close());
+      opts.log("stack", `fake AI providers on ${ai.fake.url} (set OPENAI_API_KEY and friends to use the real ones)`);
+    }
+
     const keys = await projectKeys(cfg.jwtSecret);
     const supabaseUrl = `http://127.0.0.1:${cfg.gatewayPort}`;
     const functionsUrl = `${supabaseUrl}/functions/v1`;
@@ -88,6 +102,7 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
       SMTP_URL: `smtp://127.0.0.1:${cfg.mailSmtpPort}`,
       PLINTH_UNSUBSCRIBE_SECRET: process.env.PLINTH_UNSUBSCRIBE_SECRET ?? LOCAL_UNSUBSCRIBE_SECRET,
       ...stripeEnv,
+      ...ai.env,
       ...opts.functionsEnv,
     };
 
@@ -129,6 +144,7 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
       supabaseUrl,
       functionsUrl,
       mailUrl: `http://127.0.0.1:${cfg.mailHttpPort}`,
+      fakeAiUrl: ai.fake?.url,
       ...keys,
       mail,
       fresh,

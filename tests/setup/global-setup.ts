@@ -20,6 +20,8 @@ export interface StackInfo {
   anonKey: string;
   serviceRoleKey: string;
   jwksPrivateJwk: Record<string, unknown>;
+  /** The fake AI providers the gateway talks to (scripts/fakes/ai.ts): script them per model. */
+  fakeAiUrl: string;
   /** The fake Stripe the functions talk to (scripts/lib/fake-stripe.ts). */
   stripeApiBase: string;
   stripeSecretKey: string;
@@ -49,6 +51,8 @@ export default async function setup(project: TestProject) {
   };
   const stack = await startStack(cfg, {
     seed: true,
+    aiFakePort: 0,
+    fakeAllAi: true,
     log: (source, line) => fs.appendFileSync(logFile, `[${source}] ${line}\n`),
     functionsEnv: {
       PLINTH_JWKS_URL: jwks.url,
@@ -57,6 +61,8 @@ export default async function setup(project: TestProject) {
       STRIPE_WEBHOOK_SECRET: stripeWebhookSecret,
       STRIPE_API_BASE: stripe.url,
       PLINTH_RETURN_ORIGINS: "https://app.plinth.test,http://127.0.0.1:3000",
+      // Async AI tasks are polled fast here; production polls every 5 s.
+      PLINTH_AI_POLL_MS: "150",
     },
   }).catch((err) => {
     console.error(fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").slice(-4000) : "");
@@ -67,6 +73,7 @@ export default async function setup(project: TestProject) {
     supabaseUrl: stack.supabaseUrl,
     functionsUrl: stack.functionsUrl,
     mailUrl: stack.mailUrl,
+    fakeAiUrl: stack.fakeAiUrl!,
     jwtSecret: cfg.jwtSecret,
     anonKey: stack.anonKey,
     serviceRoleKey: stack.serviceRoleKey,

@@ -1,23 +1,25 @@
-// Async providers (video, talking photo): submit, then learn the outcome by polling or by the
-// provider's webhook (which only triggers a poll: the provider's own state is what counts, so a
+// Media jobs (images and video) on providers that work asynchronously (Replicate, Runway,
+// D-ID): submit, then learn the outcome by polling or by the provider's webhook (which only triggers a poll: the provider's own state is what counts, so a
 // late or repeated webhook changes nothing). A submit that timed out is "unknown" and is
 // resolved by reading the provider with our key (the attempt id), never by submitting again.
-// A provider's refusal ends the job; any other failure falls back along the route.
+// A provider's refusal ends the job; any other failure falls back along the route. An image
+// route may mix kinds: a deployment whose adapter answers synchronously is simply called.
 import { closeFailed, closeSucceeded, loadAttempts, markSubmitted, setAttemptProgress, type AttemptRow } from "./attempts.ts";
-import { executeSync, type ExecuteDeps, OutputStoreError } from "./execute.ts";
+import { imageCall } from "./calls.ts";
+import { type CallOutcome, executeSync, type ExecuteDeps, OutputStoreError } from "./execute.ts";
 import { recordOutcome } from "./health.ts";
 import type { InputOf } from "./inputs.ts";
 import { ENDED, finishJob, loadJob, setProgress, type AiJob } from "./job-store.ts";
 import { signedUrlFor, storeOutputs } from "./outputs.ts";
-import { charge } from "./pricing.ts";
+import { charge, type Units } from "./pricing.ts";
 import { type AiWorkerDeps, onFailure, type RunResult } from "./failure.ts";
-import { type AsyncTask, ProviderError } from "./types.ts";
+import { type AsyncTask, type ProviderAdapter, ProviderError } from "./types.ts";
 
 /** An open task older than this is given up on (reservations live at most a day). */
 const MAX_TASK_AGE_MS = 20 * 60 * 60_000;
 const CONFIRM_DELAY_MS = 1000;
 
-export async function runAsyncJob(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Promise<RunResult> {
+export async function runMediaJob(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Promise<RunResult> {
   const open = await openAttempt(deps, job.id);
   if (open) return await pollAttempt(deps, exec, job, open);
   return await submitNext(deps, exec, job);
@@ -27,8 +29,29 @@ async function openAttempt(deps: AiWorkerDeps, jobId: string): Promise<AttemptRo
   return (await loadAttempts(deps.db, jobId, "main")).filter((a) => a.status === "submitted" || a.status === "unknown").at(-1);
 }
 
+/** Whether a deployment's adapter runs this job as a task (submit, then poll). */
+function runsAsTask(adapter: ProviderAdapter, job: AiJob): boolean {
+  return !!adapter.submit && (job.modality === "video" || !adapter.image);
+}
+
+/** What a finished task is priced by: images made, or seconds of video the provider reports. */
+function taskUnits(job: AiJob, task: AsyncTask): { units: Units; variant: string } {
+  if (job.modality === "image") {
+    const i = job.input as InputOf<"image">;
+    return { units: { image: task.outputs?.length ?? i.n }, variant: i.quality ? `${i.size}/${i.quality}` : i.size };
+  }
+  const v = job.input as InputOf<"video">;
+  return { units: { video_second: task.durationSeconds ?? v.duration_seconds }, variant: v.resolution };
+}
+
 /** The normalized task input: Storage paths become short-lived signed URLs the provider fetches. */
 async function taskInput(deps: AiWorkerDeps, job: AiJob): Promise<Record<string, unknown>> {
+  if (job.modality === "image") {
+    const i = job.input as InputOf<"image"> & { enhanced_prompt?: string };
+    const [w, h] = i.size.split("x").map(Number);
+    const ratio = w === h ? "1:1" : w > h ? "16:9" : "9:16";
+    return { prompt: i.enhanced_prompt ?? i.prompt, num_outputs: i.n, ratio, negative_prompt: i.negative_prompt };
+  }
   const v = job.input as InputOf<"video"> & { enhanced_prompt?: string };
   return {
     prompt: v.enhanced_prompt ?? v.prompt,
@@ -44,11 +67,19 @@ async function taskInput(deps: AiWorkerDeps, job: AiJob): Promise<Record<string,
 async function submitNext(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Promise<RunResult> {
   await setProgress(deps.db, job.id, 10, "submitting");
   const input = await taskInput(deps, job);
-  const r = await executeSync(exec, job, "main", job.route.main, async (adapter, c, attempt) => {
-    if (!adapter.submit) throw new ProviderError("bad_request", `deployment ${c.deployment_id} cannot run async tasks`);
-    const task = await adapter.submit({ model: c.provider_model, input, idempotencyKey: attempt.id, webhookUrl: deps.webhookUrl?.({ id: c.provider_id, kind: c.provider_kind }) });
+  const store = { cfg: deps.storage, orgId: job.org_id, jobId: job.id };
+  const r = await executeSync<unknown>(exec, job, "main", job.route.main, async (adapter, c, attempt): Promise<CallOutcome<unknown>> => {
+    if (!runsAsTask(adapter, job)) {
+      if (job.modality === "image") return await imageCall(adapter, c, job.input as InputOf<"image">, store);
+      throw new ProviderError("bad_request", `deployment ${c.deployment_id} cannot run ${job.modality} tasks`);
+    }
+    const task = await adapter.submit!({ model: c.provider_model, input, idempotencyKey: attempt.id, webhookUrl: deps.webhookUrl?.({ id: c.provider_id, kind: c.provider_kind }) });
     return { value: task, units: {}, providerRequestId: task.providerTaskId, submitted: true };
   }, { unknownOnTimeout: true });
+  if (!r.unknown && !runsAsTask(await deps.adapters.get(r.candidate.provider_id), job)) {
+    const ended = await finishJob(deps.db, job.id, "succeeded", { output: r.value });
+    return { status: ended.status };
+  }
   await setProgress(deps.db, job.id, 15, r.unknown ? "waiting for the provider to confirm" : "queued at the provider");
   await deps.schedule("ai.poll", job.id, r.unknown ? CONFIRM_DELAY_MS : deps.pollMs ?? 5000);
   return { status: "running" };
@@ -119,20 +150,19 @@ async function pollAttempt(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob, op
       return { status: "running" };
     }
     case "succeeded": {
-      await setProgress(deps.db, job.id, 92, "storing the video");
-      const v = job.input as InputOf<"video">;
-      const seconds = task.durationSeconds ?? v.duration_seconds;
-      const units = { video_second: seconds };
+      await setProgress(deps.db, job.id, 92, "storing the output");
+      const { units, variant } = taskUnits(job, task);
       let files;
       try {
         files = await storeOutputs(deps.storage, job.org_id, job.id, task.outputs ?? []);
       } catch (err) {
         throw new OutputStoreError((err as Error).message, units);
       }
-      const { credits, costMicros } = charge(units, c.prices, v.resolution);
+      const { credits, costMicros } = charge(units, c.prices, variant);
       await closeSucceeded(deps.db, open.id, { status: "succeeded", units, credits, costMicros, providerRequestId: task.providerTaskId, latencyMs: age });
       await recordOutcome(deps.db, c.deployment_id, { ok: true });
-      const ended = await finishJob(deps.db, job.id, "succeeded", { output: { files, duration_seconds: seconds, model: c.model_id } });
+      const output = job.modality === "video" ? { files, duration_seconds: units.video_second, model: c.model_id } : { files, model: c.model_id };
+      const ended = await finishJob(deps.db, job.id, "succeeded", { output });
       return { status: ended.status };
     }
     case "refused": {

@@ -3,8 +3,8 @@
 // marked abandoned, a succeeded moderation or enhancement is not paid for again, and the one
 // settle happens in ai_finish_job, which is idempotent.
 import { abandonPending, loadAttempts } from "./attempts.ts";
-import { runAsyncJob } from "./async.ts";
-import { embedCall, imageCall, moderationCall, speechCall, textCall } from "./calls.ts";
+import { runMediaJob } from "./async.ts";
+import { embedCall, moderationCall, speechCall, textCall } from "./calls.ts";
 import { executeSync, type ExecuteDeps } from "./execute.ts";
 import { type AiWorkerDeps, onFailure, type RunResult } from "./failure.ts";
 import { estimatedTokens, type InputOf, inputTexts } from "./inputs.ts";
@@ -23,7 +23,7 @@ export async function runJob(deps: AiWorkerDeps, jobId: string): Promise<RunResu
       if (flagged) return flagged;
     }
     if (job.route.enhance?.length && !job.input.enhanced_prompt) await enhance(exec, job);
-    if (job.modality === "video") return await runAsyncJob(deps, exec, job);
+    if (job.modality === "video" || job.modality === "image") return await runMediaJob(deps, exec, job);
     await setProgress(deps.db, job.id, 20, "generating");
     const output = await mainCall(deps, exec, job);
     const ended = await finishJob(deps.db, job.id, "succeeded", { output });
@@ -80,8 +80,6 @@ async function mainCall(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Prom
       const minContext = estimatedTokens("text", input) + input.max_tokens;
       return (await executeSync(exec, job, "main", route, (a, c) => textCall(a, c, input, progress), { minContext })).value;
     }
-    case "image":
-      return (await executeSync(exec, job, "main", route, (a, c) => imageCall(a, c, job.input as InputOf<"image">, store))).value;
     case "audio":
       return (await executeSync(exec, job, "main", route, (a, c) => speechCall(a, c, job.input as InputOf<"audio">, store))).value;
     case "embedding":
