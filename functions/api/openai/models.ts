@@ -19,7 +19,7 @@ export async function listModels(c: Context<ApiEnv>) {
       select m.id, extract(epoch from m.created_at)::int
       from ai.models m
       where m.enabled
-        and ((select allowed_models from policy) is null or m.id = any ((select allowed_models from policy)))
+        and ((select allowed_models from policy) is null or m.id = any (coalesce((select allowed_models from policy), array[]::text[])))
         and exists (select 1 from private.ai_route(${who.orgId}, m.modality, null, m.id))
       order by 1`.execute(tx)).rows;
   });
