@@ -25,16 +25,27 @@ as $$
 $$;
 grant execute on function realtime.topic() to anon, authenticated, service_role;
 
+-- As the platform's: the topic is set for the insert's policies, the payload gets the message
+-- id as "id" unless it has one (clients see it as payload.id and meta.id), and a failure is only
+-- a WARNING, never aborting the caller's transaction.
 create or replace function realtime.send(payload jsonb, event text, topic text, private boolean default true)
 returns void
 language plpgsql
 as $$
+declare
+  generated_id uuid := gen_random_uuid();
+  final_payload jsonb := payload;
 begin
-  insert into realtime.messages (payload, event, topic, private, extension)
-  values (payload, event, topic, private, 'broadcast');
-exception when others then
-  -- The platform never lets a broadcast failure abort the caller's transaction.
-  raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+  begin
+    if jsonb_typeof(payload) = 'object' and not payload ? 'id' then
+      final_payload := payload || jsonb_build_object('id', generated_id);
+    end if;
+    perform set_config('realtime.topic', topic, true);
+    insert into realtime.messages (id, payload, event, topic, private, extension)
+    values (generated_id, final_payload, event, topic, private, 'broadcast');
+  exception when others then
+    raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+  end;
 end
 $$;
 
@@ -46,7 +57,6 @@ language plpgsql
 as $$
 declare
   row_data jsonb;
-  memo jsonb;
 begin
   if level = 'STATEMENT' then
     raise exception 'function can only be triggered for each row, not for each statement';
@@ -55,7 +65,7 @@ begin
     row_data := jsonb_build_object(
       'old_record', old, 'record', new, 'operation', operation,
       'table', table_name, 'schema', table_schema);
-    select realtime.send(row_data, event_name, topic_name) into memo;
+    perform realtime.send(row_data, event_name, topic_name);
   else
     raise exception 'Unexpected operation type: %', operation;
   end if;
@@ -68,6 +78,16 @@ do $$
 begin
   if not exists (select from pg_publication where pubname = 'supabase_realtime') then
     create publication supabase_realtime;
+  end if;
+end
+$$;
+
+-- What the Realtime server streams Broadcast-from-the-database from: the INSERTs on
+-- realtime.messages (the stand-in reads them over logical replication with a temporary slot).
+do $$
+begin
+  if not exists (select from pg_publication where pubname = 'supabase_realtime_messages_publication') then
+    create publication supabase_realtime_messages_publication for table realtime.messages with (publish = 'insert');
   end if;
 end
 $$;

@@ -3,6 +3,8 @@
 import { describe, expect, it } from "vitest";
 import { gotrueClaims } from "../../scripts/lib/keys.ts";
 import { admin, createTeam, createUser, rpc, type TestUser } from "../helpers/db.ts";
+import { broadcasts, rtClient, subscribe } from "../helpers/realtime.ts";
+import { tokenFor } from "../helpers/supabase.ts";
 
 async function canReceive(claims: Record<string, unknown>, topic: string): Promise<boolean> {
   const c = await admin.connect();
@@ -91,5 +93,19 @@ describe("the outbox on realtime", () => {
     const events = rows.map((r) => r.event);
     expect(events).toContain("org.updated");
     expect(events).not.toContain("api_key.created");
+  });
+
+  it("a member's realtime client hears org.updated but never the sensitive api_key.created", async () => {
+    const team = await createTeam();
+    const sb = await rtClient({ token: await tokenFor(team.member) });
+    const ch = sb.channel(`org:${team.orgId}`, { config: { private: true } });
+    const inbox = broadcasts(ch);
+    await subscribe(ch);
+    await rpc(team.owner, "create_api_key", { p_org_id: team.orgId, p_name: "quiet", p_scopes: ["content.read"] });
+    await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_name: "Loud" });
+    // Events are dispatched in order, so the key's event would have arrived before org.updated.
+    const updated = await inbox.waitFor((m) => m.event === "org.updated", 30_000);
+    expect(updated.payload).toMatchObject({ type: "org.updated", org_id: team.orgId });
+    expect(inbox.items.map((m) => m.event)).not.toContain("api_key.created");
   });
 });
