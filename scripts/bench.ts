@@ -1,7 +1,9 @@
 // npm run bench: every benchmark in bench/, each on a throwaway database, printing ratios
 // against a baseline measured in the same run. Exits non-zero if a target is missed.
 import { benchDatabase } from "../bench/lib/database.ts";
+import { run as ai } from "../bench/ai.bench.ts";
 import { run as credits } from "../bench/credits.bench.ts";
+import { run as realtime } from "../bench/realtime.bench.ts";
 import { run as rlsList } from "../bench/rls-list.bench.ts";
 import { run as webhooks } from "../bench/webhooks.bench.ts";
 
@@ -11,6 +13,10 @@ const benches = [
   { name: "credits", run: credits, durable: true },
   // Three commits per delivery against none in the bare loop: also measured with fsync on.
   { name: "webhooks", run: webhooks, durable: true },
+  // Both sides commit per job (admission vs a bare send): measured with fsync on.
+  { name: "ai", run: ai, durable: true },
+  // Delivery, not commit durability, is measured: one small commit per message against none.
+  { name: "realtime", run: realtime },
 ];
 const only = process.argv[2];
 const results: { name: string; ratio: number; target: number; met: boolean; higherIsBetter?: boolean }[] = [];

@@ -3,6 +3,727 @@
 export type Json = string | number | boolean | null | { [key: string]: Json | undefined } | Json[];
 
 export type Database = {
+  "ai": {
+    Tables: {
+      "attempts": {
+        Row: {
+          "attempt_no": number;
+          "billed": boolean;
+          "credits": number;
+          "deployment_id": string;
+          "error_class": string | null;
+          "error_code": string | null;
+          "error_message": string | null;
+          "finished_at": string | null;
+          "http_status": number | null;
+          "id": string;
+          "job_id": string;
+          "kind": string;
+          "latency_ms": number | null;
+          "org_id": string;
+          "progress": number | null;
+          "provider_cost_micros": number;
+          "provider_id": string;
+          "provider_model": string;
+          "provider_request_id": string | null;
+          "purpose": string;
+          "started_at": string;
+          "status": string;
+          "units": NonNullable<Json>;
+        };
+        ComputedFields: never;
+        Insert: {
+          "attempt_no": number;
+          "billed"?: boolean;
+          "credits"?: number;
+          "deployment_id": string;
+          "error_class"?: string | null;
+          "error_code"?: string | null;
+          "error_message"?: string | null;
+          "finished_at"?: string | null;
+          "http_status"?: number | null;
+          "id"?: string;
+          "job_id": string;
+          "kind": string;
+          "latency_ms"?: number | null;
+          "org_id": string;
+          "progress"?: number | null;
+          "provider_cost_micros"?: number;
+          "provider_id": string;
+          "provider_model": string;
+          "provider_request_id"?: string | null;
+          "purpose"?: string;
+          "started_at"?: string;
+          "status"?: string;
+          "units"?: NonNullable<Json>;
+        };
+        Update: {
+          "attempt_no"?: number;
+          "billed"?: boolean;
+          "credits"?: number;
+          "deployment_id"?: string;
+          "error_class"?: string | null;
+          "error_code"?: string | null;
+          "error_message"?: string | null;
+          "finished_at"?: string | null;
+          "http_status"?: number | null;
+          "id"?: string;
+          "job_id"?: string;
+          "kind"?: string;
+          "latency_ms"?: number | null;
+          "org_id"?: string;
+          "progress"?: number | null;
+          "provider_cost_micros"?: number;
+          "provider_id"?: string;
+          "provider_model"?: string;
+          "provider_request_id"?: string | null;
+          "purpose"?: string;
+          "started_at"?: string;
+          "status"?: string;
+          "units"?: NonNullable<Json>;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "attempts_job_id_fkey";
+            columns: ["job_id"];
+            isOneToOne: false;
+            referencedRelation: "jobs";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "batches": {
+        Row: {
+          "api_key_id": string | null;
+          "canceled_at": string | null;
+          "created_at": string;
+          "id": string;
+          "label": string | null;
+          "org_id": string;
+          "total": number;
+          "user_id": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "api_key_id"?: string | null;
+          "canceled_at"?: string | null;
+          "created_at"?: string;
+          "id"?: string;
+          "label"?: string | null;
+          "org_id": string;
+          "total": number;
+          "user_id"?: string | null;
+        };
+        Update: {
+          "api_key_id"?: string | null;
+          "canceled_at"?: string | null;
+          "created_at"?: string;
+          "id"?: string;
+          "label"?: string | null;
+          "org_id"?: string;
+          "total"?: number;
+          "user_id"?: string | null;
+        };
+        Relationships: [];
+      };
+      "deployment_health": {
+        Row: {
+          "cooldown_reason": string | null;
+          "cooldown_until": string | null;
+          "deployment_id": string;
+          "last_error_at": string | null;
+          "last_error_class": string | null;
+          "last_status": number | null;
+          "last_success_at": string | null;
+          "updated_at": string;
+          "window_failures": number;
+          "window_requests": number;
+          "window_started_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "cooldown_reason"?: string | null;
+          "cooldown_until"?: string | null;
+          "deployment_id": string;
+          "last_error_at"?: string | null;
+          "last_error_class"?: string | null;
+          "last_status"?: number | null;
+          "last_success_at"?: string | null;
+          "updated_at"?: string;
+          "window_failures"?: number;
+          "window_requests"?: number;
+          "window_started_at"?: string;
+        };
+        Update: {
+          "cooldown_reason"?: string | null;
+          "cooldown_until"?: string | null;
+          "deployment_id"?: string;
+          "last_error_at"?: string | null;
+          "last_error_class"?: string | null;
+          "last_status"?: number | null;
+          "last_success_at"?: string | null;
+          "updated_at"?: string;
+          "window_failures"?: number;
+          "window_requests"?: number;
+          "window_started_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "deployment_health_deployment_id_fkey";
+            columns: ["deployment_id"];
+            isOneToOne: true;
+            referencedRelation: "deployments";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "deployments": {
+        Row: {
+          "created_at": string;
+          "enabled": boolean;
+          "id": string;
+          "model_id": string;
+          "policy_alternative": boolean;
+          "priority": number;
+          "provider_id": string;
+          "provider_model": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "enabled"?: boolean;
+          "id": string;
+          "model_id": string;
+          "policy_alternative"?: boolean;
+          "priority"?: number;
+          "provider_id": string;
+          "provider_model": string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "created_at"?: string;
+          "enabled"?: boolean;
+          "id"?: string;
+          "model_id"?: string;
+          "policy_alternative"?: boolean;
+          "priority"?: number;
+          "provider_id"?: string;
+          "provider_model"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "deployments_model_id_fkey";
+            columns: ["model_id"];
+            isOneToOne: false;
+            referencedRelation: "models";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "deployments_provider_id_fkey";
+            columns: ["provider_id"];
+            isOneToOne: false;
+            referencedRelation: "providers";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "jobs": {
+        Row: {
+          "api_key_id": string | null;
+          "batch_id": string | null;
+          "created_at": string;
+          "deployment_id": string | null;
+          "error": Json | null;
+          "finished_at": string | null;
+          "id": string;
+          "idempotency_key": string | null;
+          "input": NonNullable<Json>;
+          "modality": string;
+          "model_id": string | null;
+          "org_id": string;
+          "output": Json | null;
+          "progress": number;
+          "progress_message": string | null;
+          "provider_cost_micros": number | null;
+          "reservation_id": string | null;
+          "reserved_credits": number;
+          "route": NonNullable<Json>;
+          "settled_credits": number | null;
+          "source": string;
+          "started_at": string | null;
+          "status": string;
+          "tier": string | null;
+          "updated_at": string;
+          "user_id": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "api_key_id"?: string | null;
+          "batch_id"?: string | null;
+          "created_at"?: string;
+          "deployment_id"?: string | null;
+          "error"?: Json | null;
+          "finished_at"?: string | null;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "input": NonNullable<Json>;
+          "modality": string;
+          "model_id"?: string | null;
+          "org_id": string;
+          "output"?: Json | null;
+          "progress"?: number;
+          "progress_message"?: string | null;
+          "provider_cost_micros"?: number | null;
+          "reservation_id"?: string | null;
+          "reserved_credits": number;
+          "route": NonNullable<Json>;
+          "settled_credits"?: number | null;
+          "source": string;
+          "started_at"?: string | null;
+          "status"?: string;
+          "tier"?: string | null;
+          "updated_at"?: string;
+          "user_id"?: string | null;
+        };
+        Update: {
+          "api_key_id"?: string | null;
+          "batch_id"?: string | null;
+          "created_at"?: string;
+          "deployment_id"?: string | null;
+          "error"?: Json | null;
+          "finished_at"?: string | null;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "input"?: NonNullable<Json>;
+          "modality"?: string;
+          "model_id"?: string | null;
+          "org_id"?: string;
+          "output"?: Json | null;
+          "progress"?: number;
+          "progress_message"?: string | null;
+          "provider_cost_micros"?: number | null;
+          "reservation_id"?: string | null;
+          "reserved_credits"?: number;
+          "route"?: NonNullable<Json>;
+          "settled_credits"?: number | null;
+          "source"?: string;
+          "started_at"?: string | null;
+          "status"?: string;
+          "tier"?: string | null;
+          "updated_at"?: string;
+          "user_id"?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "jobs_batch_id_fkey";
+            columns: ["batch_id"];
+            isOneToOne: false;
+            referencedRelation: "batch_progress";
+            referencedColumns: ["batch_id"];
+          },
+          {
+            foreignKeyName: "jobs_batch_id_fkey";
+            columns: ["batch_id"];
+            isOneToOne: false;
+            referencedRelation: "batches";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "models": {
+        Row: {
+          "capabilities": (string)[];
+          "context_window": number | null;
+          "created_at": string;
+          "description": string;
+          "enabled": boolean;
+          "id": string;
+          "max_output": number | null;
+          "modality": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "capabilities"?: (string)[];
+          "context_window"?: number | null;
+          "created_at"?: string;
+          "description"?: string;
+          "enabled"?: boolean;
+          "id": string;
+          "max_output"?: number | null;
+          "modality": string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "capabilities"?: (string)[];
+          "context_window"?: number | null;
+          "created_at"?: string;
+          "description"?: string;
+          "enabled"?: boolean;
+          "id"?: string;
+          "max_output"?: number | null;
+          "modality"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "org_policies": {
+        Row: {
+          "allowed_models": (string)[] | null;
+          "allowed_tiers": (string)[];
+          "member_monthly_credit_cap": number | null;
+          "moderate_input": boolean;
+          "monthly_credit_cap": number | null;
+          "org_id": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "allowed_models"?: (string)[] | null;
+          "allowed_tiers"?: (string)[];
+          "member_monthly_credit_cap"?: number | null;
+          "moderate_input"?: boolean;
+          "monthly_credit_cap"?: number | null;
+          "org_id": string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "allowed_models"?: (string)[] | null;
+          "allowed_tiers"?: (string)[];
+          "member_monthly_credit_cap"?: number | null;
+          "moderate_input"?: boolean;
+          "monthly_credit_cap"?: number | null;
+          "org_id"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "org_presets": {
+        Row: {
+          "body": NonNullable<Json>;
+          "created_at": string;
+          "created_by": string | null;
+          "key": string;
+          "kind": string;
+          "modality": string;
+          "name": string;
+          "org_id": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body": NonNullable<Json>;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "key": string;
+          "kind": string;
+          "modality": string;
+          "name": string;
+          "org_id": string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "body"?: NonNullable<Json>;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "key"?: string;
+          "kind"?: string;
+          "modality"?: string;
+          "name"?: string;
+          "org_id"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "org_routes": {
+        Row: {
+          "deployment_id": string;
+          "modality": string;
+          "org_id": string;
+          "position": number;
+          "tier": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "deployment_id": string;
+          "modality": string;
+          "org_id": string;
+          "position": number;
+          "tier": string;
+        };
+        Update: {
+          "deployment_id"?: string;
+          "modality"?: string;
+          "org_id"?: string;
+          "position"?: number;
+          "tier"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "org_routes_deployment_id_fkey";
+            columns: ["deployment_id"];
+            isOneToOne: false;
+            referencedRelation: "deployments";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "presets": {
+        Row: {
+          "body": NonNullable<Json>;
+          "created_at": string;
+          "key": string;
+          "kind": string;
+          "modality": string;
+          "name": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body": NonNullable<Json>;
+          "created_at"?: string;
+          "key": string;
+          "kind": string;
+          "modality": string;
+          "name": string;
+        };
+        Update: {
+          "body"?: NonNullable<Json>;
+          "created_at"?: string;
+          "key"?: string;
+          "kind"?: string;
+          "modality"?: string;
+          "name"?: string;
+        };
+        Relationships: [];
+      };
+      "prices": {
+        Row: {
+          "created_at": string;
+          "credits": number;
+          "currency": string;
+          "deployment_id": string;
+          "effective_from": string;
+          "id": string;
+          "per_units": number;
+          "provider_cost_micros": number;
+          "unit": string;
+          "variant": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "credits": number;
+          "currency"?: string;
+          "deployment_id": string;
+          "effective_from"?: string;
+          "id"?: string;
+          "per_units"?: number;
+          "provider_cost_micros": number;
+          "unit": string;
+          "variant"?: string;
+        };
+        Update: {
+          "created_at"?: string;
+          "credits"?: number;
+          "currency"?: string;
+          "deployment_id"?: string;
+          "effective_from"?: string;
+          "id"?: string;
+          "per_units"?: number;
+          "provider_cost_micros"?: number;
+          "unit"?: string;
+          "variant"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "prices_deployment_id_fkey";
+            columns: ["deployment_id"];
+            isOneToOne: false;
+            referencedRelation: "deployments";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "providers": {
+        Row: {
+          "api_key_secret": string | null;
+          "base_url": string | null;
+          "created_at": string;
+          "enabled": boolean;
+          "id": string;
+          "kind": string;
+          "timeout_ms": number;
+          "updated_at": string;
+          "webhook_secret": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "api_key_secret"?: string | null;
+          "base_url"?: string | null;
+          "created_at"?: string;
+          "enabled"?: boolean;
+          "id": string;
+          "kind": string;
+          "timeout_ms"?: number;
+          "updated_at"?: string;
+          "webhook_secret"?: string | null;
+        };
+        Update: {
+          "api_key_secret"?: string | null;
+          "base_url"?: string | null;
+          "created_at"?: string;
+          "enabled"?: boolean;
+          "id"?: string;
+          "kind"?: string;
+          "timeout_ms"?: number;
+          "updated_at"?: string;
+          "webhook_secret"?: string | null;
+        };
+        Relationships: [];
+      };
+      "tiers": {
+        Row: {
+          "deployment_id": string;
+          "modality": string;
+          "position": number;
+          "tier": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "deployment_id": string;
+          "modality": string;
+          "position": number;
+          "tier": string;
+        };
+        Update: {
+          "deployment_id"?: string;
+          "modality"?: string;
+          "position"?: number;
+          "tier"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "tiers_deployment_id_fkey";
+            columns: ["deployment_id"];
+            isOneToOne: false;
+            referencedRelation: "deployments";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+    };
+    Views: {
+      "available_presets": {
+        Row: {
+          "body": Json | null;
+          "global": boolean | null;
+          "key": string | null;
+          "kind": string | null;
+          "modality": string | null;
+          "name": string | null;
+          "org_id": string | null;
+        };
+        ComputedFields: never;
+        Relationships: [];
+      };
+      "batch_progress": {
+        Row: {
+          "batch_id": string;
+          "canceled": number | null;
+          "canceled_at": string | null;
+          "created_at": string;
+          "failed": number | null;
+          "held_credits": number | null;
+          "label": string | null;
+          "org_id": string;
+          "pending": number | null;
+          "progress": number | null;
+          "spent_credits": number | null;
+          "succeeded": number | null;
+          "total": number;
+          "user_id": string | null;
+        };
+        ComputedFields: never;
+        Relationships: [];
+      };
+      "usage_daily": {
+        Row: {
+          "api_key_id": string | null;
+          "attempts": number | null;
+          "characters": number | null;
+          "credits": number | null;
+          "day": string | null;
+          "images": number | null;
+          "input_tokens": number | null;
+          "model_id": string | null;
+          "org_id": string;
+          "output_tokens": number | null;
+          "provider_cost_micros": number | null;
+          "succeeded": number | null;
+          "user_id": string | null;
+          "video_seconds": number | null;
+        };
+        ComputedFields: never;
+        Relationships: [
+          {
+            foreignKeyName: "deployments_model_id_fkey";
+            columns: ["model_id"];
+            isOneToOne: false;
+            referencedRelation: "models";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+    };
+    Functions: {
+      "cancel_batch": { Args: { "p_batch_id": string }; Returns: number };
+      "cancel_job": {
+        Args: { "p_job_id": string };
+        Returns: {
+          "api_key_id": string | null;
+          "batch_id": string | null;
+          "created_at": string;
+          "deployment_id": string | null;
+          "error": Json | null;
+          "finished_at": string | null;
+          "id": string;
+          "idempotency_key": string | null;
+          "input": NonNullable<Json>;
+          "modality": string;
+          "model_id": string | null;
+          "org_id": string;
+          "output": Json | null;
+          "progress": number;
+          "progress_message": string | null;
+          "provider_cost_micros": number | null;
+          "reservation_id": string | null;
+          "reserved_credits": number;
+          "route": NonNullable<Json>;
+          "settled_credits": number | null;
+          "source": string;
+          "started_at": string | null;
+          "status": string;
+          "tier": string | null;
+          "updated_at": string;
+          "user_id": string | null;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "jobs";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+    };
+    Enums: {
+      [_ in never]: never;
+    };
+    CompositeTypes: {
+      [_ in never]: never;
+    };
+  };
   "billing": {
     Tables: {
       "charges": {
@@ -1999,6 +2720,9 @@ export type CompositeTypes<
   : never;
 
 export const Constants = {
+  "ai": {
+    Enums: {},
+  },
   "billing": {
     Enums: {},
   },
