@@ -50,7 +50,13 @@ export function createApiApp(deps: ApiDeps) {
   });
   app.use(bodyLimit({
     maxSize: deps.cfg.PLINTH_MAX_BODY_BYTES,
-    onError: (c) => c.json(errorBody("payload_too_large", `the body exceeds ${deps.cfg.PLINTH_MAX_BODY_BYTES} bytes`), 413),
+    onError: (c) => {
+      const message = `the body exceeds ${deps.cfg.PLINTH_MAX_BODY_BYTES} bytes`;
+      // The OpenAI-compatible endpoint answers in OpenAI's error shape, so its SDKs read it.
+      return c.req.path.startsWith("/api/ai/v1/")
+        ? c.json({ error: { message, type: "invalid_request_error", param: null, code: "payload_too_large" } }, 413)
+        : c.json(errorBody("payload_too_large", message), 413);
+    },
   }));
 
   registerHealth(app);

@@ -19,6 +19,11 @@ export function createFunctionsProxy(upstream: string) {
         up.pipe(res);
       },
     );
+    // A client that goes away mid-response closes the upstream connection too, as the hosted
+    // gateway does: the function sees its request aborted (a streaming answer stops there).
+    res.on("close", () => {
+      if (!res.writableFinished) out.destroy();
+    });
     out.on("error", (err) => {
       if (res.headersSent) return res.destroy(err);
       res.writeHead(502, { "content-type": "application/json" });

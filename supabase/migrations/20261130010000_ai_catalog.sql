@@ -117,7 +117,7 @@ create table ai.org_policies (
 comment on table ai.org_policies is 'How an org may use AI, within its plan: tiers and models allowed, input moderation, and monthly credit caps. No row = the defaults (every tier the plan allows, no extra caps).';
 comment on column ai.org_policies.allowed_models is 'Models the org may ask for by name; null = any model. Tiers route regardless.';
 comment on column ai.org_policies.moderate_input is 'Run every job''s text input through the moderation tier first; flagged input is refused without charge.';
-comment on column ai.org_policies.monthly_credit_cap is 'Most credits AI may spend in a calendar month (UTC) for the whole org, computed from settled and held jobs; null = the plan''s ai_monthly_credit_cap.';
+comment on column ai.org_policies.monthly_credit_cap is 'Most credits AI may spend in a calendar month (UTC) for the whole org, computed from settled and held jobs; null = the plan''s ai_monthly_credit_cap. It can only lower the plan''s cap, never raise it.';
 comment on column ai.org_policies.member_monthly_credit_cap is 'Most credits one member (or API key) may spend in a calendar month; null = no per-member cap.';
 
 create table ai.deployment_health (
@@ -136,6 +136,7 @@ create table ai.deployment_health (
 comment on table ai.deployment_health is 'Shared by every worker and edge function: each deployment''s cooldown and its failure rate over the current one-minute window. cooldown_until only ever moves later (greatest()).';
 comment on column ai.deployment_health.cooldown_until is 'Not routed to before this time (unless every deployment is cooling, which answers 429 with Retry-After).';
 comment on column ai.deployment_health.window_requests is 'Calls in the window that started at window_started_at; the failure-rate rule needs at least 5.';
+comment on column ai.deployment_health.window_failures is 'Calls in the window that failed through the deployment''s fault (not content policy, context window or bad requests, which are the request''s).';
 
 create trigger providers_updated_at before update on ai.providers for each row execute function private.set_updated_at();
 create trigger models_updated_at before update on ai.models for each row execute function private.set_updated_at();
@@ -286,8 +287,11 @@ create policy "signed-in users read prices" on ai.prices
 create policy "signed-in users read the default tiers" on ai.tiers
   for select to authenticated using (true);
 
+-- Members read their org's routes and policy, and so does an org API key with ai.use (the
+-- gateway reads the policy as the caller: a key must be held to it like a member).
 create policy "members read their org's routes" on ai.org_routes
-  for select to authenticated using (org_id in (select private.accessible_org_ids()));
+  for select to authenticated
+  using (org_id in (select private.accessible_org_ids()) or org_id in (select private.org_ids_with_permission('ai.use')));
 create policy "org managers add routes" on ai.org_routes
   for insert to authenticated with check (org_id in (select private.org_ids_with_permission('org.manage')));
 create policy "org managers change routes" on ai.org_routes
@@ -298,7 +302,8 @@ create policy "org managers remove routes" on ai.org_routes
   for delete to authenticated using (org_id in (select private.org_ids_with_permission('org.manage')));
 
 create policy "members read their org's AI policy" on ai.org_policies
-  for select to authenticated using (org_id in (select private.accessible_org_ids()));
+  for select to authenticated
+  using (org_id in (select private.accessible_org_ids()) or org_id in (select private.org_ids_with_permission('ai.use')));
 create policy "org managers set the AI policy" on ai.org_policies
   for insert to authenticated with check (org_id in (select private.org_ids_with_permission('org.manage')));
 create policy "org managers change the AI policy" on ai.org_policies
@@ -317,8 +322,10 @@ create policy "org managers remove the AI policy" on ai.org_policies
  * - 429, 401, 404, 408/timeouts and 5xx cool at once, for Retry-After (capped at 5 min) or 10 s;
  *   but a 429 never cools the only deployment a request could use (p_sole): it would fail
  *   every request instead of letting it wait.
- * - Any failures above half of at least 5 calls in the one-minute window cool for 30 s.
- * - Content policy, context window and bad requests never cool: they are the request's fault.
+ * - The deployment's own failures above half of at least 5 calls in the one-minute window
+ *   cool for 30 s (this is what catches repeated 429s on the only deployment).
+ * - Content policy, context window and bad requests never cool, and do not count as the
+ *   deployment's failures: they are the request's fault (and any caller could send them).
  * cooldown_until only moves later (greatest()), so a shorter cooldown never cuts a longer one.
  */
 create or replace function private.ai_record_health(
@@ -343,7 +350,7 @@ begin
     v_h.window_failures := 0;
   end if;
   v_h.window_requests := v_h.window_requests + 1;
-  if not p_ok then
+  if not p_ok and p_error_class not in ('content_policy', 'context_window', 'bad_request') then
     v_h.window_failures := v_h.window_failures + 1;
     if p_error_class in ('rate_limit', 'auth', 'not_found', 'timeout', 'server', 'overloaded')
        and not (p_error_class = 'rate_limit' and p_sole) then

@@ -89,6 +89,7 @@ create table ai.attempts (
   provider_cost_micros bigint not null default 0 check (provider_cost_micros >= 0),
   credits bigint not null default 0 check (credits >= 0),
   billed boolean not null default false,
+  result jsonb,
   latency_ms int,
   started_at timestamptz not null default now(),
   finished_at timestamptz,
@@ -102,6 +103,7 @@ comment on column ai.attempts.status is 'pending (call in flight), submitted (as
 comment on column ai.attempts.units is 'What the provider reported: {"input_token": n, "output_token": n, "cached_input_token": n, "reasoning_token": n, "image": n, "video_second": s, "character": n, "call": 1}.';
 comment on column ai.attempts.credits is 'Credits for this attempt at the job''s admitted prices. Only a succeeded (or, for a cut stream, delivered) attempt is charged to the org.';
 comment on column ai.attempts.billed is 'The provider charged for this call (a success, or a failure that still consumed input, such as a cut stream).';
+comment on column ai.attempts.result is 'What a succeeded call returned (an answer, a moderation verdict, stored files), kept until its job ends: a run resumed after its worker died finishes from it instead of calling the provider again.';
 comment on column ai.attempts.provider_request_id is 'The provider''s request id, or its task id for async calls (what webhooks and polls are matched on).';
 
 create table ai.presets (
@@ -266,6 +268,8 @@ create table private.ai_webhook_receipts (
 );
 comment on table private.ai_webhook_receipts is 'Inbound AI provider webhooks by their webhook-id: a redelivery finds its row and changes nothing. A webhook only wakes the job''s poll; the provider''s own state decides.';
 alter table private.ai_webhook_receipts enable row level security;
+-- The webhooks function records deliveries as service_role.
+grant select, insert on private.ai_webhook_receipts to service_role;
 
 -- ---------------------------------------------------------------------------
 -- Admission: one transaction that checks, holds and records, or refuses and leaves nothing
@@ -320,7 +324,12 @@ begin
   if p_idempotency_key is not null then
     select * into v_job from ai.jobs j where j.org_id = p_org_id and j.idempotency_key = p_idempotency_key;
     if found then
-      return v_job; -- the same request again
+      -- The same request again, from the same submitter. Another submitter's job (its input and
+      -- output) is not theirs to see: the key is taken.
+      if v_job.user_id is distinct from p_user_id or v_job.api_key_id is distinct from p_api_key_id then
+        raise exception 'this Idempotency-Key was already used in this org by someone else; send a fresh one' using errcode = '23505';
+      end if;
+      return v_job;
     end if;
   end if;
   if p_worst_case is null or p_worst_case <= 0 then
@@ -355,8 +364,9 @@ begin
 
   v_res := billing.reserve_credits(p_org_id, p_worst_case, 'ai-job:' || v_job.id, p_ttl, 'ai.job:' || v_job.id);
 
-  -- Caps, under the account lock the reservation took: the sums include this job.
-  v_cap := coalesce(v_policy.monthly_credit_cap, billing.limit_of(p_org_id, 'ai_monthly_credit_cap'));
+  -- Caps, under the account lock the reservation took: the sums include this job. The org's
+  -- own cap only narrows the plan's (least() skips a null): an org admin cannot lift the plan's.
+  v_cap := least(v_policy.monthly_credit_cap, billing.limit_of(p_org_id, 'ai_monthly_credit_cap'));
   if v_cap is not null and private.ai_month_spend(p_org_id) > v_cap then
     raise exception 'this org''s monthly AI spend cap of % credits would be exceeded', v_cap using errcode = 'PT402';
   end if;
@@ -449,6 +459,8 @@ begin
       perform billing.void_credits(v_job.reservation_id);
     end if;
   end if;
+  -- The calls' results were kept only for a run resumed after a crash; the job holds what it needs.
+  update ai.attempts set result = null where job_id = p_job_id and result is not null;
   update ai.jobs
      set status = p_status, output = coalesce(p_output, output), error = p_error,
          progress = case when p_status = 'succeeded' then 100 else progress end,
@@ -506,10 +518,12 @@ declare
   v_job ai.jobs;
 begin
   select * into v_job from ai.jobs where id = p_job_id;
-  if not found or not (
+  -- coalesce: for a user, private.api_key_id() is null, and "not (false or null)" is null, which
+  -- an IF takes as false: without it any signed-in user could cancel an API key's work.
+  if not found or not coalesce(
        (v_job.user_id is not null and v_job.user_id = auth.uid() and v_job.org_id in (select private.accessible_org_ids()))
        or (v_job.api_key_id is not null and v_job.api_key_id = private.api_key_id())
-       or private.has_permission(v_job.org_id, 'billing.manage')) then
+       or private.has_permission(v_job.org_id, 'billing.manage'), false) then
     raise exception 'AI job not found' using errcode = 'PT404';
   end if;
   return private.ai_finish_job(p_job_id, 'canceled', null, jsonb_build_object('code', 'canceled', 'message', 'canceled by the user'));
@@ -527,10 +541,12 @@ declare
   v_n int := 0;
 begin
   select * into v_batch from ai.batches where id = p_batch_id;
-  if not found or not (
+  -- coalesce: for a user, private.api_key_id() is null, and "not (false or null)" is null, which
+  -- an IF takes as false: without it any signed-in user could cancel an API key's work.
+  if not found or not coalesce(
        (v_batch.user_id is not null and v_batch.user_id = auth.uid() and v_batch.org_id in (select private.accessible_org_ids()))
        or (v_batch.api_key_id is not null and v_batch.api_key_id = private.api_key_id())
-       or private.has_permission(v_batch.org_id, 'billing.manage')) then
+       or private.has_permission(v_batch.org_id, 'billing.manage'), false) then
     raise exception 'AI batch not found' using errcode = 'PT404';
   end if;
   update ai.batches set canceled_at = coalesce(canceled_at, now()) where id = p_batch_id;
@@ -625,8 +641,10 @@ create policy "billing managers read attempts" on ai.attempts
 
 create policy "signed-in users read global presets" on ai.presets
   for select to authenticated using (true);
+-- An org API key with ai.use reads them too: its jobs apply the org's presets as a member's do.
 create policy "members read their org's presets" on ai.org_presets
-  for select to authenticated using (org_id in (select private.accessible_org_ids()));
+  for select to authenticated
+  using (org_id in (select private.accessible_org_ids()) or org_id in (select private.org_ids_with_permission('ai.use')));
 create policy "writers add presets" on ai.org_presets
   for insert to authenticated with check (org_id in (select private.org_ids_with_permission('content.write')));
 create policy "writers change presets" on ai.org_presets

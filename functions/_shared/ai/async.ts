@@ -64,6 +64,19 @@ async function taskInput(deps: AiWorkerDeps, job: AiJob): Promise<Record<string,
   };
 }
 
+/**
+ * A submit that was in flight when its worker died may have reached the provider: like one that
+ * timed out, its outcome is unknown, and the poll looks it up by our key instead of sending it again.
+ */
+export async function unknownPendingSubmits(deps: AiWorkerDeps, job: AiJob): Promise<void> {
+  for (const a of await loadAttempts(deps.db, job.id, "main")) {
+    if (a.status !== "pending") continue;
+    const adapter = await deps.adapters.get(a.provider_id).catch(() => undefined);
+    if (!adapter || !runsAsTask(adapter, job) || !adapter.findByIdempotencyKey) continue;
+    await closeFailed(deps.db, a.id, { status: "unknown", error: { errorClass: "timeout", message: "the worker stopped during the submit" }, latencyMs: Date.now() - Date.parse(a.started_at) });
+  }
+}
+
 async function submitNext(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Promise<RunResult> {
   await setProgress(deps.db, job.id, 10, "submitting");
   const input = await taskInput(deps, job);
@@ -75,8 +88,9 @@ async function submitNext(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Pr
     }
     const task = await adapter.submit!({ model: c.provider_model, input, idempotencyKey: attempt.id, webhookUrl: deps.webhookUrl?.({ id: c.provider_id, kind: c.provider_kind }) });
     return { value: task, units: {}, providerRequestId: task.providerTaskId, submitted: true };
-  }, { unknownOnTimeout: true });
-  if (!r.unknown && !runsAsTask(await deps.adapters.get(r.candidate.provider_id), job)) {
+  }, { unknownOnTimeout: (adapter) => runsAsTask(adapter, job) });
+  // Done: a synchronous image call, or a task whose run died after it was stored.
+  if (r.resumed || (!r.unknown && !runsAsTask(await deps.adapters.get(r.candidate.provider_id), job))) {
     const ended = await finishJob(deps.db, job.id, "succeeded", { output: r.value });
     return { status: ended.status };
   }
@@ -95,7 +109,8 @@ export async function pollJob(deps: AiWorkerDeps, jobId: string): Promise<RunRes
     return { skipped: `already ${job.status}` };
   }
   if (!open) {
-    // Running with no open task: the submit itself never finished (a worker died). Run again.
+    // Running with no open task: a worker died before its submit was written, or after the
+    // output was stored. The run picks up either.
     await deps.schedule("ai.run", job.id, 0);
     return { skipped: "no open task" };
   }
@@ -159,9 +174,9 @@ async function pollAttempt(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob, op
         throw new OutputStoreError((err as Error).message, units);
       }
       const { credits, costMicros } = charge(units, c.prices, variant);
-      await closeSucceeded(deps.db, open.id, { status: "succeeded", units, credits, costMicros, providerRequestId: task.providerTaskId, latencyMs: age });
-      await recordOutcome(deps.db, c.deployment_id, { ok: true });
       const output = job.modality === "video" ? { files, duration_seconds: units.video_second, model: c.model_id } : { files, model: c.model_id };
+      await closeSucceeded(deps.db, open.id, { status: "succeeded", units, credits, costMicros, providerRequestId: task.providerTaskId, result: output, latencyMs: age });
+      await recordOutcome(deps.db, c.deployment_id, { ok: true });
       const ended = await finishJob(deps.db, job.id, "succeeded", { output });
       return { status: ended.status };
     }

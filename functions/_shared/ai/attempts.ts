@@ -20,13 +20,15 @@ export interface AttemptRow extends AttemptRecord {
   provider_model: string;
   provider_request_id: string | null;
   started_at: string;
+  /** A succeeded call's result, until the job ends. */
+  result: unknown;
 }
 
 export async function loadAttempts(db: Db, jobId: string, purpose?: Purpose): Promise<AttemptRow[]> {
   return await asService(db, async (tx) =>
     (await sql<AttemptRow>`
       select id, job_id, attempt_no, purpose, kind, deployment_id, provider_id, provider_model, status, error_class,
-             provider_request_id, started_at
+             provider_request_id, started_at, result
       from ai.attempts where job_id = ${jobId} and (${purpose ?? null}::text is null or purpose = ${purpose ?? null})
       order by attempt_no`.execute(tx)).rows);
 }
@@ -54,7 +56,7 @@ export async function openAttempt(
               (select coalesce(max(attempt_no), 0) + 1 from ai.attempts where job_id = ${job.id}),
               ${purpose}, ${kind}, ${c.deployment_id}, ${c.provider_id}, ${c.provider_model})
       returning id, job_id, attempt_no, purpose, kind, deployment_id, provider_id, provider_model, status, error_class,
-                provider_request_id, started_at`.execute(tx);
+                provider_request_id, started_at, result`.execute(tx);
     return rows[0];
   });
 }
@@ -65,6 +67,8 @@ export interface AttemptSuccess {
   credits?: number;
   costMicros?: number;
   providerRequestId?: string;
+  /** What the call returned, kept so that a run resumed after a crash need not call again. */
+  result?: unknown;
   latencyMs: number;
 }
 
@@ -74,6 +78,7 @@ export async function closeSucceeded(db: Db, attemptId: string, s: AttemptSucces
               set status = ${s.status}, units = ${JSON.stringify(s.units ?? {})}::jsonb, credits = ${s.credits ?? 0},
                   provider_cost_micros = ${s.costMicros ?? 0}, billed = ${s.status === "succeeded"},
                   provider_request_id = coalesce(${s.providerRequestId ?? null}, provider_request_id),
+                  result = ${s.result === undefined ? null : JSON.stringify(s.result)}::jsonb,
                   latency_ms = ${s.latencyMs}, http_status = 200,
                   finished_at = case when ${s.status} = 'succeeded' then now() end
               where id = ${attemptId}`.execute(tx);

@@ -1,10 +1,10 @@
 // One provider call per synchronous modality, from a job's stored input to the normalized
 // request, and from the result to units (what is priced) and the job's output.
-import type { InputOf } from "./inputs.ts";
+import { estimatedTokens, type InputOf } from "./inputs.ts";
 import { type StorageConfig, storeOutputs } from "./outputs.ts";
 import { tokenUnits } from "./pricing.ts";
 import type { CallOutcome } from "./execute.ts";
-import { OutputStoreError } from "./execute.ts";
+import { OutputStoreError, toProviderError } from "./execute.ts";
 import type { Candidate } from "./route.ts";
 import type { ChatMessage, ChatStreamEvent, ProviderAdapter, TokenUsage } from "./types.ts";
 import { ProviderError } from "./types.ts";
@@ -48,27 +48,36 @@ export async function textCall(
   let requestId: string | undefined;
   let usage: Partial<TokenUsage> = {};
   let done: Extract<ChatStreamEvent, { type: "done" }> | undefined;
-  for await (const ev of adapter.chatStream(req)) {
-    if (ev.type === "start") {
-      requestId = ev.providerRequestId;
-      if (ev.inputTokens !== undefined) usage.inputTokens = ev.inputTokens;
-    } else if (ev.type === "delta") {
-      text += ev.text;
-      onProgress(Math.min(1, text.length / 4 / req.maxTokens));
-    } else if (ev.type === "usage") {
-      usage = { ...usage, ...ev.usage };
-    } else {
-      done = ev;
+  // Without the provider's count (OpenAI reports usage only at the end), the provider still
+  // billed the prompt: count it from our estimate, and the output from the text streamed.
+  const consumed = (): TokenUsage => ({
+    inputTokens: usage.inputTokens ?? estimatedTokens("text", input),
+    outputTokens: usage.outputTokens ?? Math.ceil(text.length / 4),
+  });
+  try {
+    for await (const ev of adapter.chatStream(req)) {
+      if (ev.type === "start") {
+        requestId = ev.providerRequestId;
+        if (ev.inputTokens !== undefined) usage.inputTokens = ev.inputTokens;
+      } else if (ev.type === "delta") {
+        text += ev.text;
+        onProgress(Math.min(1, text.length / 4 / req.maxTokens));
+      } else if (ev.type === "usage") {
+        usage = { ...usage, ...ev.usage };
+      } else {
+        done = ev;
+      }
     }
+  } catch (err) {
+    // Failed mid-stream (an error event after some text): billed like a cut stream.
+    const e = toProviderError(err);
+    if (e.details.billedUsage || (!text && usage.inputTokens === undefined)) throw e;
+    throw new ProviderError(e.errorClass, e.message, { ...e.details, providerRequestId: e.details.providerRequestId ?? requestId, billedUsage: consumed() });
   }
-  const final = done?.usage ?? (usage.inputTokens !== undefined && usage.outputTokens !== undefined ? (usage as TokenUsage) : undefined);
   if (!done) {
-    throw new ProviderError("server", "the provider's stream was cut before it finished", {
-      providerRequestId: requestId,
-      billedUsage: { inputTokens: usage.inputTokens ?? 0, outputTokens: usage.outputTokens ?? Math.ceil(text.length / 4) },
-    });
+    throw new ProviderError("server", "the provider's stream was cut before it finished", { providerRequestId: requestId, billedUsage: consumed() });
   }
-  const u: TokenUsage = final ?? { inputTokens: usage.inputTokens ?? 0, outputTokens: usage.outputTokens ?? Math.ceil(text.length / 4) };
+  const u: TokenUsage = done.usage ?? (usage.inputTokens !== undefined && usage.outputTokens !== undefined ? (usage as TokenUsage) : consumed());
   return { value: { text, finish_reason: done.finishReason, usage: u, model: c.model_id }, units: tokenUnits(u), providerRequestId: requestId };
 }
 

@@ -9,7 +9,7 @@ import type { AttemptRecord } from "./router.ts";
 import { cooling, recordOutcome } from "./health.ts";
 import { charge, type Units } from "./pricing.ts";
 import type { Candidate } from "./route.ts";
-import { DEFAULT_LIMITS, nextStep, retryDelayMs, type RouterLimits } from "./router.ts";
+import { DEFAULT_LIMITS, isRetryable, nextStep, retryDelayMs, type RouterLimits } from "./router.ts";
 import { type ProviderAdapter, ProviderError } from "./types.ts";
 
 export interface CallOutcome<T> {
@@ -95,7 +95,16 @@ export async function nextCall(
   const now = deps.now ?? Date.now;
   for (;;) {
     const cool = await cooling(deps.db, route.map((c) => c.deployment_id));
-    const skip = new Set([...walk.exhausted, ...cool.keys()]);
+    // Every retryable error cools its deployment, which steers other requests away; it must not
+    // also cancel this job's own bounded retry of it (after the backoff or Retry-After), or no
+    // error would ever be retried. So a cooldown is skipped unless the job's last call there
+    // failed retryably (then the cooldown is, most likely, that failure's).
+    const ownFailure = new Set<string>();
+    for (const a of walk.history) {
+      if (isRetryable(a.error_class)) ownFailure.add(a.deployment_id);
+      else ownFailure.delete(a.deployment_id);
+    }
+    const skip = new Set([...walk.exhausted, ...[...cool.keys()].filter((id) => !ownFailure.has(id))]);
     const step = nextStep(route, walk.history, { limits: deps.limits ?? DEFAULT_LIMITS, skip, minContext });
     if ("stop" in step) {
       // Nothing failed for good but some were only cooling: the caller should come back later.
@@ -136,16 +145,23 @@ export async function executeSync<T>(
   purpose: Purpose,
   route: Candidate[],
   call: (adapter: ProviderAdapter, c: Candidate, attempt: AttemptRow) => Promise<CallOutcome<T>>,
-  opts: { minContext?: number; unknownOnTimeout?: boolean } = {},
-): Promise<{ value?: T; attempt: AttemptRow; candidate: Candidate; unknown?: boolean }> {
+  /** unknownOnTimeout: which adapters' calls are async submits, whose timeout leaves the outcome unknown. */
+  opts: { minContext?: number; unknownOnTimeout?: (adapter: ProviderAdapter) => boolean } = {},
+): Promise<{ value?: T; attempt: AttemptRow; candidate: Candidate; unknown?: boolean; resumed?: boolean }> {
   const now = deps.now ?? Date.now;
   const walk = await startWalk(deps.db, job.id, purpose);
+  // A run resumed after its worker died once this call had succeeded: the result stands, and
+  // the provider is not called (nor the org charged) again.
+  const before = (walk.history as AttemptRow[]).findLast((a) => a.status === "succeeded" && a.result != null);
+  const beforeAt = before && route.find((c) => c.deployment_id === before.deployment_id);
+  if (before && beforeAt) return { value: before.result as T, attempt: before, candidate: beforeAt, resumed: true };
   for (;;) {
     const { candidate: c, kind } = await nextCall(deps, route, walk, opts.minContext);
     const attempt = await openAttempt(deps.db, job, purpose, kind, c);
     const started = now();
+    let adapter: ProviderAdapter | undefined;
     try {
-      const adapter = await deps.adapters.get(c.provider_id);
+      adapter = await deps.adapters.get(c.provider_id);
       const out = await call(adapter, c, attempt);
       const latencyMs = now() - started;
       if (out.refused) {
@@ -158,7 +174,8 @@ export async function executeSync<T>(
       }
       const { credits, costMicros } = out.submitted ? { credits: 0, costMicros: 0 } : charge(out.units, c.prices, out.variant);
       await closeSucceeded(deps.db, attempt.id, {
-        status: out.submitted ? "submitted" : "succeeded", units: out.units, credits, costMicros, providerRequestId: out.providerRequestId, latencyMs,
+        status: out.submitted ? "submitted" : "succeeded", units: out.units, credits, costMicros, providerRequestId: out.providerRequestId,
+        result: out.submitted ? undefined : out.value, latencyMs,
       });
       await recordOutcome(deps.db, c.deployment_id, { ok: true });
       return { value: out.value, attempt, candidate: c };
@@ -169,7 +186,7 @@ export async function executeSync<T>(
         throw err;
       }
       const e = toProviderError(err);
-      if (opts.unknownOnTimeout && e.errorClass === "timeout") {
+      if (e.errorClass === "timeout" && adapter && opts.unknownOnTimeout?.(adapter)) {
         // The submit may have reached the provider: never submit again blindly; a poll reads
         // the provider by our key (the attempt id) and settles what really happened.
         await closeFailed(deps.db, attempt.id, { status: "unknown", error: e, latencyMs });

@@ -37,10 +37,13 @@ export function costOf(units: Units, prices: PriceRow[], variant = ""): { credit
   return { credits, costMicros: cost };
 }
 
+/** Rounds up, ignoring floating-point noise above an integer (and never giving -0 for nothing). */
+const ceil = (x: number) => Math.max(0, Math.ceil(x - 1e-9));
+
 /** Credits (rounded up) and provider cost (micros, rounded up) of an attempt. */
 export function charge(units: Units, prices: PriceRow[], variant = ""): { credits: number; costMicros: number } {
   const { credits, costMicros } = costOf(units, prices, variant);
-  return { credits: Math.ceil(credits - 1e-9), costMicros: Math.ceil(costMicros - 1e-9) };
+  return { credits: ceil(credits), costMicros: ceil(costMicros) };
 }
 
 export function tokenUnits(u: TokenUsage): Units {

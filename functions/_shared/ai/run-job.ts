@@ -1,9 +1,10 @@
 // The worker's ai.run: one job from admitted to finished. Each stage writes its attempts as it
 // goes, so a run that dies is resumed by the next (pg-boss retries the job): pending calls are
-// marked abandoned, a succeeded moderation or enhancement is not paid for again, and the one
-// settle happens in ai_finish_job, which is idempotent.
-import { abandonPending, loadAttempts } from "./attempts.ts";
-import { runMediaJob } from "./async.ts";
+// marked abandoned (an async submit's outcome unknown: it is looked up, never sent again), a
+// call that succeeded is not made or paid for again (its result is kept on the attempt), and the
+// one settle happens in ai_finish_job, which is idempotent.
+import { abandonPending } from "./attempts.ts";
+import { runMediaJob, unknownPendingSubmits } from "./async.ts";
 import { embedCall, moderationCall, speechCall, textCall } from "./calls.ts";
 import { executeSync, type ExecuteDeps } from "./execute.ts";
 import { type AiWorkerDeps, onFailure, type RunResult } from "./failure.ts";
@@ -14,6 +15,7 @@ export async function runJob(deps: AiWorkerDeps, jobId: string): Promise<RunResu
   const job = await loadJob(deps.db, jobId);
   if (!job) return { skipped: "no such job" };
   if (ENDED.has(job.status)) return { skipped: `already ${job.status}` };
+  if (job.modality === "video" || job.modality === "image") await unknownPendingSubmits(deps, job);
   await abandonPending(deps.db, job.id);
   const exec: ExecuteDeps = { db: deps.db, adapters: deps.adapters, limits: deps.limits, retryBudgetMs: deps.retryBudgetMs, sleep: deps.sleep };
   try {
@@ -33,10 +35,11 @@ export async function runJob(deps: AiWorkerDeps, jobId: string): Promise<RunResu
   }
 }
 
-/** Runs the moderation stage once per job; flagged input ends the job (voided) and is returned. */
+/**
+ * Runs the moderation stage once per job (a resumed run reads the verdict it already has);
+ * flagged input ends the job (voided) and is returned.
+ */
 export async function moderate(exec: ExecuteDeps, job: AiJob): Promise<RunResult | undefined> {
-  const done = (await loadAttempts(exec.db, job.id, "moderation")).some((a) => a.status === "succeeded");
-  if (done) return undefined;
   await setProgress(exec.db, job.id, 10, "checking the input");
   const texts = inputTexts(job.modality, job.input as never);
   const { value } = await executeSync(exec, job, "moderation", job.route.moderation!, (a, c) => moderationCall(a, c, texts));

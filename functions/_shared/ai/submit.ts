@@ -82,7 +82,15 @@ async function moderationRoute(tx: Tx, who: Submitter, modality: Modality): Prom
  */
 export async function admitJob(tx: Tx, jobs: JobSender | null, who: Submitter, req: JobRequest): Promise<{ job: AiJob; created: boolean }> {
   if (req.idempotencyKey) {
-    const { rows } = await sql<AiJob>`select * from ai.jobs where org_id = ${who.orgId} and idempotency_key = ${req.idempotencyKey}`.execute(tx);
+    // Requests with the same key queue here until the first commits, so the later ones find its
+    // job (200) rather than race it: a loser of that race would be told 202 for the first's job,
+    // or fail on the unique index.
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`ai.job:${who.orgId}:${req.idempotencyKey}`}, 0))`.execute(tx);
+    // Only the submitter's own job answers a repeat; a key someone else used is a 409 (in SQL).
+    const { rows } = await sql<AiJob>`
+      select * from ai.jobs
+      where org_id = ${who.orgId} and idempotency_key = ${req.idempotencyKey}
+        and user_id is not distinct from ${who.userId}::uuid and api_key_id is not distinct from ${who.apiKeyId}::uuid`.execute(tx);
     if (rows[0]) return { job: rows[0], created: false };
   }
   const parsed = parseInput(req.modality, req.input);

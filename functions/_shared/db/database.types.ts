@@ -27,6 +27,7 @@ export type Database = {
           "provider_model": string;
           "provider_request_id": string | null;
           "purpose": string;
+          "result": Json | null;
           "started_at": string;
           "status": string;
           "units": NonNullable<Json>;
@@ -53,6 +54,7 @@ export type Database = {
           "provider_model": string;
           "provider_request_id"?: string | null;
           "purpose"?: string;
+          "result"?: Json | null;
           "started_at"?: string;
           "status"?: string;
           "units"?: NonNullable<Json>;
@@ -78,6 +80,7 @@ export type Database = {
           "provider_model"?: string;
           "provider_request_id"?: string | null;
           "purpose"?: string;
+          "result"?: Json | null;
           "started_at"?: string;
           "status"?: string;
           "units"?: NonNullable<Json>;

@@ -82,13 +82,14 @@ export const JOBS = {
     // duplicate enqueue (sweep, reschedule) can never call a provider twice at once.
     // Retries cover crashes and infrastructure errors only: provider failures are the router's.
     // Expiry outlasts a long generation, so a live run is never taken over by a second one.
-    queue: { policy: "stately", retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 900 },
+    // notify: a long-lived worker starts a submitted job at once instead of at its next poll.
+    queue: { policy: "stately", notify: true, retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 900 },
   },
   "ai.poll": {
     payload: AiJobPayload,
     workers: 4,
     // Stately per AI job, like ai.run: a webhook and the poller never look at once.
-    queue: { policy: "stately", retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 300 },
+    queue: { policy: "stately", notify: true, retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 300 },
   },
   "ai.sweep": {
     payload: AiSweepPayload,

@@ -16,7 +16,8 @@ export function createBoss(connectionString: string, opts: { role: "worker" | "p
     connectionString,
     schema: BOSS_SCHEMA,
     max: opts.max ?? (producer ? 1 : 3),
-    ...(producer ? { supervise: false, schedule: false, migrate: false, createSchema: false } : {}),
+    // A worker listens for NOTIFY, so jobs on notify queues (ai.run, ai.poll) start at once.
+    ...(producer ? { supervise: false, schedule: false, migrate: false, createSchema: false } : { useListenNotify: true }),
   });
   // pg-boss reports background errors as events; without a listener they would crash the process.
   boss.on("error", (err: Error) => console.error(JSON.stringify({ msg: "pg-boss error", error: err.message })));

@@ -16,7 +16,11 @@ export async function startWorkers(boss: PgBoss, handlers: Handlers, opts: { pol
   await ensureQueues(boss);
   for (const name of JOB_NAMES) {
     const def = JOBS[name] as { workers?: number };
-    const options = { pollingIntervalSeconds: opts.pollingIntervalSeconds ?? 1, batchSize: 1, localConcurrency: def.workers ?? 1 };
+    const every = opts.pollingIntervalSeconds ?? 1;
+    // NOTIFY wakes a worker when a job is inserted, not when a delayed one (startAfter: an AI
+    // job's next poll, a reschedule after a cooldown) comes due; pg-boss would otherwise relax
+    // polling to every 30 s on notify queues and start those jobs up to 30 s late.
+    const options = { pollingIntervalSeconds: every, notifyPollingIntervalSeconds: every, batchSize: 1, localConcurrency: def.workers ?? 1 };
     await boss.work(name, options, async ([job]) => {
       try {
         const result = await handlers[name](job.data, job.id);

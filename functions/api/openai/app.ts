@@ -17,7 +17,9 @@ export function createOpenAiApp() {
   app.post("/embeddings", embeddings);
   app.post("/moderations", moderations);
   app.get("/models", listModels);
-  app.notFound((c) => openaiError(c, 404, `no route ${c.req.method} ${c.req.path}`, "invalid_request_error", "unknown_url"));
+  // A mounted app's notFound is never reached (the parent's answers), so a catch-all route
+  // keeps unknown paths and methods in OpenAI's error shape.
+  app.all("*", (c) => openaiError(c, 404, `no route ${c.req.method} ${c.req.path}`, "invalid_request_error", "unknown_url"));
   app.onError(onOpenAiError);
   return app;
 }

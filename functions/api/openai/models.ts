@@ -1,8 +1,10 @@
 // GET /ai/v1/models: what the caller's org may use: the tier aliases its policy and plan allow,
-// and the enabled models its policy allows by name (all, when it names none).
+// and the enabled models its policy allows by name (all, when it names none). Only for callers
+// who may use AI there (ai.use), as admission requires: a non-member or a viewer gets 403.
 import type { Context } from "hono";
 import { sql } from "kysely";
 import { asUser } from "../../_shared/db/client.ts";
+import { ApiError } from "../../_shared/http/errors.ts";
 import { submitterFor } from "../ai-caller.ts";
 import type { ApiEnv } from "../context.ts";
 
@@ -10,6 +12,8 @@ export async function listModels(c: Context<ApiEnv>) {
   const { db } = c.get("deps");
   const rows = await asUser(db, c.get("principal").claims, async (tx) => {
     const who = await submitterFor(c, tx);
+    const { rows: [can] } = await sql<{ ok: boolean }>`select private.has_permission(${who.orgId}, 'ai.use') as ok`.execute(tx);
+    if (!can.ok) throw new ApiError(403, "forbidden", "you need ai.use in this org to use its AI models");
     return (await sql<{ id: string; created: number }>`
       with policy as (select * from ai.org_policies where org_id = ${who.orgId})
       select 'plinth/' || t as id, 0 as created
