@@ -56,8 +56,9 @@ create index jobs_user_idx on ai.jobs (user_id, created_at desc);
 create index jobs_api_key_idx on ai.jobs (api_key_id);
 create index jobs_batch_idx on ai.jobs (batch_id);
 create unique index jobs_idempotency_idx on ai.jobs (org_id, idempotency_key) where idempotency_key is not null;
--- Monthly spend: what a month's jobs hold or spent, per org and per member.
-create index jobs_spend_idx on ai.jobs (org_id, created_at) include (user_id, api_key_id, status, reserved_credits, settled_credits);
+-- Status and progress change several times per job: leave room on each page so those updates
+-- stay HOT (no indexed column changes), which keeps a busy gateway's writes cheap.
+alter table ai.jobs set (fillfactor = 80);
 comment on table ai.jobs is 'One AI request: its input, the route it was admitted with (deployments and the prices in force at submission), its live status and progress, its output (text inline; files as Storage paths in ai-outputs), and what it reserved and settled.';
 comment on column ai.jobs.source is 'Who submitted it: api (POST /api/ai/jobs), openai (the OpenAI-compatible endpoint), or a product module''s name.';
 comment on column ai.jobs.idempotency_key is 'The client''s Idempotency-Key: a second submit with the same key returns the first job.';
@@ -226,7 +227,8 @@ create table private.ai_rate_buckets (
 );
 comment on table private.ai_rate_buckets is 'AI rate limits: one token bucket per org (subject org) and per member or API key. Capacity = the plan''s per-minute limit; it refills at capacity/60 per second.';
 
--- Takes one token from a bucket, or raises PT429 with the seconds until one is free.
+-- Takes one token from a bucket, or raises PT429 with the seconds until one is free. One
+-- statement: it takes the token first and raises when there was none, which rolls it back.
 create or replace function private.ai_take_token(p_org_id uuid, p_subject text, p_per_minute bigint) returns void
 language plpgsql security definer
 set search_path = ''
@@ -244,17 +246,16 @@ begin
   end if;
   v_rate := p_per_minute / 60.0;
   insert into private.ai_rate_buckets as b (org_id, subject, tokens, refilled_at)
-  values (p_org_id, p_subject, p_per_minute, v_now)
+  values (p_org_id, p_subject, p_per_minute - 1, v_now)
   on conflict (org_id, subject) do update
     set tokens = least(p_per_minute::double precision,
-                       b.tokens + extract(epoch from (v_now - b.refilled_at)) * v_rate),
+                       b.tokens + extract(epoch from (v_now - b.refilled_at)) * v_rate) - 1,
         refilled_at = v_now
   returning tokens into v_tokens;
-  if v_tokens < 1 then
+  if v_tokens < 0 then
     raise exception 'rate limit reached: % AI requests per minute', p_per_minute
-      using errcode = 'PT429', hint = 'retry_after=' || ceil((1 - v_tokens) / v_rate)::int;
+      using errcode = 'PT429', hint = 'retry_after=' || greatest(1, ceil(-v_tokens / v_rate))::int;
   end if;
-  update private.ai_rate_buckets set tokens = tokens - 1 where org_id = p_org_id and subject = p_subject;
 end
 $$;
 
@@ -274,6 +275,14 @@ grant select, insert on private.ai_webhook_receipts to service_role;
 -- ---------------------------------------------------------------------------
 -- Admission: one transaction that checks, holds and records, or refuses and leaves nothing
 -- ---------------------------------------------------------------------------
+
+-- A plan limit from the entitlements ai_admit_job read: null = unlimited, 0 = not included.
+create or replace function private.ai_plan_limit(p_plan jsonb, p_key text) returns bigint
+language sql immutable
+set search_path = ''
+as $$
+  select case when coalesce((p_plan -> p_key ->> 'enabled')::boolean, false) then (p_plan -> p_key ->> 'limit')::bigint else 0 end
+$$;
 
 -- Credits a month's AI jobs hold or spent for an org (and, with p_user/p_key, one member).
 create or replace function private.ai_month_spend(p_org_id uuid, p_user_id uuid default null, p_api_key_id uuid default null)
@@ -308,10 +317,12 @@ set search_path = ''
 as $$
 declare
   v_role text := coalesce(auth.role(), 'service_role');
+  v_id uuid := gen_random_uuid();
   v_job ai.jobs;
   v_policy ai.org_policies;
   v_res billing.credit_reservations;
   v_cap bigint;
+  v_plan jsonb;
 begin
   if v_role <> 'service_role' then
     if p_api_key_id is distinct from private.api_key_id() or (p_api_key_id is null and p_user_id is distinct from auth.uid()) then
@@ -340,11 +351,16 @@ begin
   end if;
 
   select * into v_policy from ai.org_policies where org_id = p_org_id;
+  -- The plan's AI entitlements, read once: {key: {enabled, limit}} (a missing key grants nothing).
+  select coalesce(jsonb_object_agg(e.key, jsonb_build_object('enabled', e.enabled, 'limit', e.limit_value)), '{}')
+    into v_plan
+    from billing.entitlements e
+   where e.plan_key = billing.current_plan(p_org_id) and e.key like 'ai\_%';
   if p_tier is not null then
     if p_tier <> all (coalesce(v_policy.allowed_tiers, array['economy', 'balanced', 'premium'])) then
       raise exception 'the % tier is not allowed by this org''s AI policy', p_tier using errcode = '42501';
     end if;
-    if p_tier = 'premium' and not billing.entitled(p_org_id, 'ai_premium_tier') then
+    if p_tier = 'premium' and not coalesce((v_plan -> 'ai_premium_tier' ->> 'enabled')::boolean, false) then
       raise exception 'the premium tier is not included in this plan' using errcode = 'PT402';
     end if;
   end if;
@@ -352,31 +368,29 @@ begin
     raise exception 'model % is not allowed by this org''s AI policy', p_model using errcode = '42501';
   end if;
 
-  perform private.ai_take_token(p_org_id, 'org', billing.limit_of(p_org_id, 'ai_requests_per_minute'));
+  perform private.ai_take_token(p_org_id, 'org', private.ai_plan_limit(v_plan, 'ai_requests_per_minute'));
   perform private.ai_take_token(p_org_id, coalesce(p_user_id::text, 'key:' || p_api_key_id::text, 'service'),
-                                billing.limit_of(p_org_id, 'ai_member_requests_per_minute'));
+                                private.ai_plan_limit(v_plan, 'ai_member_requests_per_minute'));
 
-  insert into ai.jobs (org_id, user_id, api_key_id, batch_id, source, idempotency_key, modality, tier, model_id,
-                       input, route, reserved_credits)
-  values (p_org_id, p_user_id, p_api_key_id, p_batch_id, p_source, p_idempotency_key, p_modality, p_tier, p_model,
-          p_input, p_route, p_worst_case)
-  returning * into v_job;
+  v_res := billing.reserve_credits(p_org_id, p_worst_case, 'ai-job:' || v_id, p_ttl, 'ai.job:' || v_id);
 
-  v_res := billing.reserve_credits(p_org_id, p_worst_case, 'ai-job:' || v_job.id, p_ttl, 'ai.job:' || v_job.id);
-
-  -- Caps, under the account lock the reservation took: the sums include this job. The org's
-  -- own cap only narrows the plan's (least() skips a null): an org admin cannot lift the plan's.
-  v_cap := least(v_policy.monthly_credit_cap, billing.limit_of(p_org_id, 'ai_monthly_credit_cap'));
-  if v_cap is not null and private.ai_month_spend(p_org_id) > v_cap then
+  -- Caps, under the account lock the reservation took, counting this job. The org's own cap
+  -- only narrows the plan's (least() skips a null): an org admin cannot lift the plan's.
+  v_cap := least(v_policy.monthly_credit_cap, private.ai_plan_limit(v_plan, 'ai_monthly_credit_cap'));
+  if v_cap is not null and private.ai_month_spend(p_org_id) + p_worst_case > v_cap then
     raise exception 'this org''s monthly AI spend cap of % credits would be exceeded', v_cap using errcode = 'PT402';
   end if;
   if v_policy.member_monthly_credit_cap is not null
-     and private.ai_month_spend(p_org_id, p_user_id, p_api_key_id) > v_policy.member_monthly_credit_cap then
+     and private.ai_month_spend(p_org_id, p_user_id, p_api_key_id) + p_worst_case > v_policy.member_monthly_credit_cap then
     raise exception 'your monthly AI spend cap of % credits in this org would be exceeded', v_policy.member_monthly_credit_cap
       using errcode = 'PT402';
   end if;
 
-  update ai.jobs set reservation_id = v_res.id where id = v_job.id returning * into v_job;
+  insert into ai.jobs (id, org_id, user_id, api_key_id, batch_id, source, idempotency_key, modality, tier, model_id,
+                       input, route, reserved_credits, reservation_id)
+  values (v_id, p_org_id, p_user_id, p_api_key_id, p_batch_id, p_source, p_idempotency_key, p_modality, p_tier, p_model,
+          p_input, p_route, p_worst_case, v_res.id)
+  returning * into v_job;
   return v_job;
 end
 $$;
@@ -654,7 +668,8 @@ create policy "writers change presets" on ai.org_presets
 create policy "writers remove presets" on ai.org_presets
   for delete to authenticated using (org_id in (select private.org_ids_with_permission('content.write')));
 
-revoke all on function private.ai_required_units(text), private.ai_route(uuid, text, text, text, timestamptz),
+revoke all on function private.ai_required_units(text), private.ai_plan_limit(jsonb, text),
+  private.ai_route(uuid, text, text, text, timestamptz),
   private.ai_take_token(uuid, text, bigint), private.ai_month_spend(uuid, uuid, uuid),
   private.ai_admit_job(uuid, uuid, uuid, text, text, text, text, jsonb, jsonb, bigint, text, uuid, interval),
   private.ai_finish_job(uuid, text, jsonb, jsonb, bigint), private.ai_broadcast_job(),

@@ -7,7 +7,6 @@
 import { closeFailed, closeSucceeded, loadAttempts, markSubmitted, setAttemptProgress, type AttemptRow } from "./attempts.ts";
 import { imageCall } from "./calls.ts";
 import { type CallOutcome, executeSync, type ExecuteDeps, OutputStoreError } from "./execute.ts";
-import { recordOutcome } from "./health.ts";
 import type { InputOf } from "./inputs.ts";
 import { ENDED, finishJob, loadJob, setProgress, type AiJob } from "./job-store.ts";
 import { signedUrlFor, storeOutputs } from "./outputs.ts";
@@ -175,8 +174,7 @@ async function pollAttempt(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob, op
       }
       const { credits, costMicros } = charge(units, c.prices, variant);
       const output = job.modality === "video" ? { files, duration_seconds: units.video_second, model: c.model_id } : { files, model: c.model_id };
-      await closeSucceeded(deps.db, open.id, { status: "succeeded", units, credits, costMicros, providerRequestId: task.providerTaskId, result: output, latencyMs: age });
-      await recordOutcome(deps.db, c.deployment_id, { ok: true });
+      await closeSucceeded(deps.db, open.id, { status: "succeeded", units, credits, costMicros, providerRequestId: task.providerTaskId, result: output, latencyMs: age }, c.deployment_id);
       const ended = await finishJob(deps.db, job.id, "succeeded", { output });
       return { status: ended.status };
     }
@@ -191,8 +189,8 @@ async function pollAttempt(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob, op
     case "failed":
     case "canceled": {
       const e = task.error ?? { code: task.status, message: `the provider reports the task ${task.status}`, errorClass: "server" as const };
-      await closeFailed(deps.db, open.id, { status: "failed", error: { errorClass: e.errorClass, message: e.message, details: { code: e.code } }, latencyMs: age });
-      await recordOutcome(deps.db, c.deployment_id, { ok: false, errorClass: e.errorClass, sole: job.route.main.length === 1 });
+      await closeFailed(deps.db, open.id, { status: "failed", error: { errorClass: e.errorClass, message: e.message, details: { code: e.code } }, latencyMs: age },
+        { deploymentId: c.deployment_id, outcome: { ok: false, errorClass: e.errorClass, sole: job.route.main.length === 1 } });
       return await submitNext(deps, exec, job);
     }
   }

@@ -2,7 +2,8 @@
 // transaction, so no lock is held while the provider thinks and a crash leaves a visible
 // "pending" row behind (which the next run marks abandoned).
 import { sql } from "kysely";
-import { asService, type Db } from "../db/client.ts";
+import { asService, type Db, type Tx } from "../db/client.ts";
+import { type Outcome, recordOutcomeIn } from "./health.ts";
 import type { Units } from "./pricing.ts";
 import type { AttemptRecord } from "./router.ts";
 import type { Candidate } from "./route.ts";
@@ -24,13 +25,15 @@ export interface AttemptRow extends AttemptRecord {
   result: unknown;
 }
 
-export async function loadAttempts(db: Db, jobId: string, purpose?: Purpose): Promise<AttemptRow[]> {
-  return await asService(db, async (tx) =>
+/** A job's attempts (of one purpose), oldest first; with a Db, in a transaction of its own. */
+export async function loadAttempts(dbOrTx: Db | Tx, jobId: string, purpose?: Purpose): Promise<AttemptRow[]> {
+  const read = async (tx: Tx) =>
     (await sql<AttemptRow>`
       select id, job_id, attempt_no, purpose, kind, deployment_id, provider_id, provider_model, status, error_class,
              provider_request_id, started_at, result
       from ai.attempts where job_id = ${jobId} and (${purpose ?? null}::text is null or purpose = ${purpose ?? null})
-      order by attempt_no`.execute(tx)).rows);
+      order by attempt_no`.execute(tx)).rows;
+  return "isTransaction" in dbOrTx && dbOrTx.isTransaction ? await read(dbOrTx as Tx) : await asService(dbOrTx as Db, read);
 }
 
 /** A call that a dead worker left in flight: its outcome is lost, and it counts as a try. */
@@ -49,8 +52,15 @@ export async function openAttempt(
   kind: AttemptRow["kind"],
   c: Candidate,
 ): Promise<AttemptRow> {
+  // The job's progress moves with its calls (one statement: a round trip per call matters).
+  const [progress, message] = PROGRESS[purpose];
   return await asService(db, async (tx) => {
     const { rows } = await sql<AttemptRow>`
+      with job as (
+        update ai.jobs set status = 'running', started_at = coalesce(started_at, now()),
+                           progress = greatest(progress, ${progress}), progress_message = ${message}
+        where id = ${job.id} and status in ('queued', 'running')
+      )
       insert into ai.attempts (job_id, org_id, attempt_no, purpose, kind, deployment_id, provider_id, provider_model)
       values (${job.id}, ${job.org_id},
               (select coalesce(max(attempt_no), 0) + 1 from ai.attempts where job_id = ${job.id}),
@@ -60,6 +70,13 @@ export async function openAttempt(
     return rows[0];
   });
 }
+
+/** Progress (percent) and message a job shows while a call of each purpose is in flight. */
+const PROGRESS: Record<Purpose, [number, string]> = {
+  moderation: [10, "checking the input"],
+  enhance: [15, "improving the prompt"],
+  main: [20, "generating"],
+};
 
 export interface AttemptSuccess {
   status: "succeeded" | "submitted";
@@ -72,17 +89,29 @@ export interface AttemptSuccess {
   latencyMs: number;
 }
 
-export async function closeSucceeded(db: Db, attemptId: string, s: AttemptSuccess): Promise<void> {
+/**
+ * Closes a call that worked and feeds the success to the deployment's health, in one
+ * transaction committed asynchronously: every call of a busy deployment updates the same health
+ * row, and holding its lock through an fsync would serialize them all. Nothing is at risk: the
+ * job's next durable commit (its finish) flushes this one too, and if Postgres itself crashed
+ * first, the resumed run simply calls again (the org is still charged once, at the finish).
+ */
+export async function closeSucceeded(db: Db, attemptId: string, s: AttemptSuccess, health?: string): Promise<void> {
   await asService(db, async (tx) => {
-    await sql`update ai.attempts
-              set status = ${s.status}, units = ${JSON.stringify(s.units ?? {})}::jsonb, credits = ${s.credits ?? 0},
-                  provider_cost_micros = ${s.costMicros ?? 0}, billed = ${s.status === "succeeded"},
-                  provider_request_id = coalesce(${s.providerRequestId ?? null}, provider_request_id),
-                  result = ${s.result === undefined ? null : JSON.stringify(s.result)}::jsonb,
-                  latency_ms = ${s.latencyMs}, http_status = 200,
-                  finished_at = case when ${s.status} = 'succeeded' then now() end
-              where id = ${attemptId}`.execute(tx);
-  });
+    await closeSucceededIn(tx, attemptId, s);
+    if (health) await recordOutcomeIn(tx, health, { ok: true });
+  }, { asyncCommit: true });
+}
+
+async function closeSucceededIn(tx: Tx, attemptId: string, s: AttemptSuccess): Promise<void> {
+  await sql`update ai.attempts
+            set status = ${s.status}, units = ${JSON.stringify(s.units ?? {})}::jsonb, credits = ${s.credits ?? 0},
+                provider_cost_micros = ${s.costMicros ?? 0}, billed = ${s.status === "succeeded"},
+                provider_request_id = coalesce(${s.providerRequestId ?? null}, provider_request_id),
+                result = ${s.result === undefined ? null : JSON.stringify(s.result)}::jsonb,
+                latency_ms = ${s.latencyMs}, http_status = 200,
+                finished_at = case when ${s.status} = 'succeeded' then now() end
+            where id = ${attemptId}`.execute(tx);
 }
 
 /** Closes a failed call; what the provider billed regardless (a failed stream's input) is kept. */
@@ -98,9 +127,12 @@ export async function closeFailed(
     credits?: number;
     latencyMs: number;
   },
+  /** The deployment and outcome to feed to the cooldowns in the same transaction. */
+  health?: { deploymentId: string; outcome: Outcome },
 ): Promise<void> {
   const e = f.error;
   await asService(db, async (tx) => {
+    if (health) await recordOutcomeIn(tx, health.deploymentId, health.outcome);
     await sql`update ai.attempts
               set status = ${f.status}, error_class = ${e?.errorClass ?? null}, error_code = ${e?.details?.code ?? null},
                   error_message = ${e ? e.message.slice(0, 1000) : null}, http_status = ${e?.details?.status ?? null},

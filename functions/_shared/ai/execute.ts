@@ -2,14 +2,13 @@
 // the router: pick the next deployment, write the attempt, call, close the attempt, feed the
 // outcome to the shared cooldowns, and go on until one succeeds or the route is spent.
 // Transactions: one per attempt write and one per health update; none spans a provider call.
-import type { Db } from "../db/client.ts";
+import { asService, type Db, type Tx } from "../db/client.ts";
 import type { AdapterRegistry } from "./adapters.ts";
 import { type AttemptRow, closeFailed, closeSucceeded, loadAttempts, openAttempt, type Purpose } from "./attempts.ts";
-import type { AttemptRecord } from "./router.ts";
-import { cooling, recordOutcome } from "./health.ts";
+import { cooling } from "./health.ts";
 import { charge, type Units } from "./pricing.ts";
 import type { Candidate } from "./route.ts";
-import { DEFAULT_LIMITS, isRetryable, nextStep, retryDelayMs, type RouterLimits } from "./router.ts";
+import { type AttemptRecord, DEFAULT_LIMITS, isRetryable, nextStep, retryDelayMs, type RouterLimits } from "./router.ts";
 import { type ProviderAdapter, ProviderError } from "./types.ts";
 
 export interface CallOutcome<T> {
@@ -75,10 +74,27 @@ export interface RouteWalk {
   retryAfter: Map<string, number | undefined>;
   waitedMs: number;
   last?: ProviderError;
+  /** Cooldowns read with the history, for the first step (later steps read them afresh). */
+  cooling?: Map<string, Date>;
 }
 
-export async function startWalk(db: Db, jobId: string, purpose: Purpose): Promise<RouteWalk> {
-  return { history: await loadAttempts(db, jobId, purpose), exhausted: new Set(), retryAfter: new Map(), waitedMs: 0 };
+/** The attempts so far and the route's cooldowns, read in one transaction. */
+export async function startWalk(db: Db, jobId: string, purpose: Purpose, route: Candidate[]): Promise<RouteWalk> {
+  return await asService(db, (tx) => readWalk(tx, jobId, purpose, route));
+}
+
+export async function readWalk(tx: Tx, jobId: string, purpose: Purpose, route: Candidate[]): Promise<RouteWalk> {
+  const history = await loadAttempts(tx, jobId, purpose);
+  const cool = await cooling(tx, route.map((c) => c.deployment_id));
+  return { history, exhausted: new Set(), retryAfter: new Map(), waitedMs: 0, cooling: cool };
+}
+
+/** The health outcome of a failed call, for closeFailed's transaction. */
+export function failureOutcome(route: Candidate[], c: Candidate, e: ProviderError) {
+  return {
+    deploymentId: c.deployment_id,
+    outcome: { ok: false as const, status: e.details.status, errorClass: e.errorClass, retryAfterMs: e.details.retryAfterMs, sole: route.length === 1 },
+  };
 }
 
 /**
@@ -94,7 +110,8 @@ export async function nextCall(
   const sleep = deps.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
   const now = deps.now ?? Date.now;
   for (;;) {
-    const cool = await cooling(deps.db, route.map((c) => c.deployment_id));
+    const cool = walk.cooling ?? (await asService(deps.db, (tx) => cooling(tx, route.map((c) => c.deployment_id))));
+    walk.cooling = undefined;
     // Every retryable error cools its deployment, which steers other requests away; it must not
     // also cancel this job's own bounded retry of it (after the backoff or Retry-After), or no
     // error would ever be retried. So a cooldown is skipped unless the job's last call there
@@ -129,11 +146,8 @@ export async function nextCall(
   }
 }
 
-/** Records a failed call on the walk and in the shared cooldowns. */
-export async function noteFailure(deps: ExecuteDeps, route: Candidate[], walk: RouteWalk, attempt: AttemptRow, c: Candidate, e: ProviderError) {
-  await recordOutcome(deps.db, c.deployment_id, {
-    ok: false, status: e.details.status, errorClass: e.errorClass, retryAfterMs: e.details.retryAfterMs, sole: route.length === 1,
-  });
+/** Records a failed call on the walk (its health went with closeFailed). */
+export function noteFailure(walk: RouteWalk, attempt: AttemptRow, c: Candidate, e: ProviderError) {
   walk.history.push({ ...attempt, status: "failed", error_class: e.errorClass });
   walk.retryAfter.set(c.deployment_id, e.details.retryAfterMs);
   walk.last = e;
@@ -146,10 +160,10 @@ export async function executeSync<T>(
   route: Candidate[],
   call: (adapter: ProviderAdapter, c: Candidate, attempt: AttemptRow) => Promise<CallOutcome<T>>,
   /** unknownOnTimeout: which adapters' calls are async submits, whose timeout leaves the outcome unknown. */
-  opts: { minContext?: number; unknownOnTimeout?: (adapter: ProviderAdapter) => boolean } = {},
+  opts: { minContext?: number; unknownOnTimeout?: (adapter: ProviderAdapter) => boolean; walk?: RouteWalk } = {},
 ): Promise<{ value?: T; attempt: AttemptRow; candidate: Candidate; unknown?: boolean; resumed?: boolean }> {
   const now = deps.now ?? Date.now;
-  const walk = await startWalk(deps.db, job.id, purpose);
+  const walk = opts.walk ?? (await startWalk(deps.db, job.id, purpose, route));
   // A run resumed after its worker died once this call had succeeded: the result stands, and
   // the provider is not called (nor the org charged) again.
   const before = (walk.history as AttemptRow[]).findLast((a) => a.status === "succeeded" && a.result != null);
@@ -176,8 +190,7 @@ export async function executeSync<T>(
       await closeSucceeded(deps.db, attempt.id, {
         status: out.submitted ? "submitted" : "succeeded", units: out.units, credits, costMicros, providerRequestId: out.providerRequestId,
         result: out.submitted ? undefined : out.value, latencyMs,
-      });
-      await recordOutcome(deps.db, c.deployment_id, { ok: true });
+      }, c.deployment_id);
       return { value: out.value, attempt, candidate: c };
     } catch (err) {
       const latencyMs = now() - started;
@@ -200,8 +213,8 @@ export async function executeSync<T>(
         billedUnits,
         costMicros: billedUnits ? charge(billedUnits, c.prices).costMicros : 0,
         latencyMs,
-      });
-      await noteFailure(deps, route, walk, attempt, c, e);
+      }, failureOutcome(route, c, e));
+      noteFailure(walk, attempt, c, e);
     }
   }
 }

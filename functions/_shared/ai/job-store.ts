@@ -2,6 +2,7 @@
 // finish (settle or void once, in SQL: private.ai_finish_job).
 import { sql } from "kysely";
 import { asService, type Db } from "../db/client.ts";
+import { readWalk, type RouteWalk } from "./execute.ts";
 import type { JobRoute, Tier } from "./route.ts";
 import type { Modality } from "./types.ts";
 
@@ -30,6 +31,24 @@ export const ENDED = new Set(["succeeded", "failed", "canceled"]);
 
 export async function loadJob(db: Db, jobId: string): Promise<AiJob | undefined> {
   return await asService(db, async (tx) => (await sql<AiJob>`select * from ai.jobs where id = ${jobId}`.execute(tx)).rows[0]);
+}
+
+/**
+ * Starts (or resumes) a run in one transaction: the job, if it has not ended, and for
+ * synchronous modalities the calls a dead worker left in flight marked abandoned (they count as
+ * tries). The job turns running with its first call (openAttempt). Media jobs look their
+ * in-flight submits up first (async.ts). Undefined when the job has ended.
+ */
+export async function startRun(db: Db, jobId: string): Promise<{ job: AiJob; walk?: RouteWalk } | undefined> {
+  return await asService(db, async (tx) => {
+    const { rows } = await sql<AiJob>`select * from ai.jobs where id = ${jobId} and status in ('queued', 'running')`.execute(tx);
+    const job = rows[0];
+    if (!job || job.modality === "image" || job.modality === "video") return job && { job };
+    await sql`update ai.attempts set status = 'abandoned', finished_at = now(), error_message = 'the worker stopped during the call'
+              where job_id = ${jobId} and status = 'pending'`.execute(tx);
+    // The main call's walk, read here rather than in a transaction of its own.
+    return { job, walk: await readWalk(tx, jobId, "main", job.route.main) };
+  });
 }
 
 /** Moves a queued job to running (once) and reports progress; returns false if it already ended. */

@@ -6,28 +6,31 @@
 import { abandonPending } from "./attempts.ts";
 import { runMediaJob, unknownPendingSubmits } from "./async.ts";
 import { embedCall, moderationCall, speechCall, textCall } from "./calls.ts";
-import { executeSync, type ExecuteDeps } from "./execute.ts";
+import { executeSync, type ExecuteDeps, type RouteWalk } from "./execute.ts";
 import { type AiWorkerDeps, onFailure, type RunResult } from "./failure.ts";
 import { estimatedTokens, type InputOf, inputTexts } from "./inputs.ts";
-import { ENDED, finishJob, loadJob, setProgress, updateInput, type AiJob } from "./job-store.ts";
+import { finishJob, loadJob, setProgress, startRun, updateInput, type AiJob } from "./job-store.ts";
 
 export async function runJob(deps: AiWorkerDeps, jobId: string): Promise<RunResult> {
-  const job = await loadJob(deps.db, jobId);
-  if (!job) return { skipped: "no such job" };
-  if (ENDED.has(job.status)) return { skipped: `already ${job.status}` };
-  if (job.modality === "video" || job.modality === "image") await unknownPendingSubmits(deps, job);
-  await abandonPending(deps.db, job.id);
+  const started = await startRun(deps.db, jobId);
+  if (!started) {
+    const ended = await loadJob(deps.db, jobId);
+    return { skipped: ended ? `already ${ended.status}` : "no such job" };
+  }
+  const { job, walk } = started;
+  if (job.modality === "video" || job.modality === "image") {
+    await unknownPendingSubmits(deps, job);
+    await abandonPending(deps.db, job.id);
+  }
   const exec: ExecuteDeps = { db: deps.db, adapters: deps.adapters, limits: deps.limits, retryBudgetMs: deps.retryBudgetMs, sleep: deps.sleep };
   try {
-    if (!(await setProgress(deps.db, job.id, 5, "starting"))) return { skipped: "ended meanwhile" };
     if (job.route.moderation?.length) {
       const flagged = await moderate(exec, job);
       if (flagged) return flagged;
     }
     if (job.route.enhance?.length && !job.input.enhanced_prompt) await enhance(exec, job);
     if (job.modality === "video" || job.modality === "image") return await runMediaJob(deps, exec, job);
-    await setProgress(deps.db, job.id, 20, "generating");
-    const output = await mainCall(deps, exec, job);
+    const output = await mainCall(deps, exec, job, walk);
     const ended = await finishJob(deps.db, job.id, "succeeded", { output });
     return { status: ended.status };
   } catch (err) {
@@ -40,7 +43,6 @@ export async function runJob(deps: AiWorkerDeps, jobId: string): Promise<RunResu
  * flagged input ends the job (voided) and is returned.
  */
 export async function moderate(exec: ExecuteDeps, job: AiJob): Promise<RunResult | undefined> {
-  await setProgress(exec.db, job.id, 10, "checking the input");
   const texts = inputTexts(job.modality, job.input as never);
   const { value } = await executeSync(exec, job, "moderation", job.route.moderation!, (a, c) => moderationCall(a, c, texts));
   if (!value?.flagged) return undefined;
@@ -53,7 +55,6 @@ export async function moderate(exec: ExecuteDeps, job: AiJob): Promise<RunResult
 
 /** Rewrites an image or video prompt with the enhancement text route, once per job. */
 async function enhance(exec: ExecuteDeps, job: AiJob): Promise<void> {
-  await setProgress(exec.db, job.id, 15, "improving the prompt");
   const prompt = String(job.input.prompt ?? "");
   const input: InputOf<"text"> = {
     system: "You rewrite prompts for image and video generation: concrete subject, setting, light and style. Answer with the prompt only.",
@@ -67,12 +68,13 @@ async function enhance(exec: ExecuteDeps, job: AiJob): Promise<void> {
   await updateInput(exec.db, job.id, { enhanced_prompt: enhanced });
 }
 
-async function mainCall(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Promise<unknown> {
+async function mainCall(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob, walk?: RouteWalk): Promise<unknown> {
   const route = job.route.main;
   const store = { cfg: deps.storage, orgId: job.org_id, jobId: job.id };
-  let lastReport = 0;
+  let lastReport = Date.now();
   const progress = (fraction: number) => {
-    // At most twice a second: each report is a row update and a Realtime message.
+    // At most twice a second, the first after half a second (the call's start already showed 20%):
+    // each report is a row update and a Realtime message.
     if (Date.now() - lastReport < 500) return;
     lastReport = Date.now();
     void setProgress(deps.db, job.id, 20 + 70 * fraction, "generating");
@@ -81,15 +83,15 @@ async function mainCall(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob): Prom
     case "text": {
       const input = job.input as InputOf<"text">;
       const minContext = estimatedTokens("text", input) + input.max_tokens;
-      return (await executeSync(exec, job, "main", route, (a, c) => textCall(a, c, input, progress), { minContext })).value;
+      return (await executeSync(exec, job, "main", route, (a, c) => textCall(a, c, input, progress), { minContext, walk })).value;
     }
     case "audio":
-      return (await executeSync(exec, job, "main", route, (a, c) => speechCall(a, c, job.input as InputOf<"audio">, store))).value;
+      return (await executeSync(exec, job, "main", route, (a, c) => speechCall(a, c, job.input as InputOf<"audio">, store), { walk })).value;
     case "embedding":
-      return (await executeSync(exec, job, "main", route, (a, c) => embedCall(a, c, job.input as InputOf<"embedding">))).value;
+      return (await executeSync(exec, job, "main", route, (a, c) => embedCall(a, c, job.input as InputOf<"embedding">), { walk })).value;
     case "moderation": {
       const texts = inputTexts("moderation", job.input as InputOf<"moderation">);
-      return (await executeSync(exec, job, "main", route, (a, c) => moderationCall(a, c, texts))).value;
+      return (await executeSync(exec, job, "main", route, (a, c) => moderationCall(a, c, texts), { walk })).value;
     }
     default:
       throw new Error(`no synchronous path for ${job.modality}`);

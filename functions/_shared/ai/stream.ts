@@ -5,8 +5,7 @@
 // the provider consumed until then.
 import { closeFailed, closeSucceeded, openAttempt } from "./attempts.ts";
 import { messagesOf } from "./calls.ts";
-import { type ExecuteDeps, nextCall, noteFailure, startWalk, toProviderError } from "./execute.ts";
-import { recordOutcome } from "./health.ts";
+import { type ExecuteDeps, failureOutcome, nextCall, noteFailure, startWalk, toProviderError } from "./execute.ts";
 import type { InputOf } from "./inputs.ts";
 import { charge, tokenUnits, type Units } from "./pricing.ts";
 import type { Candidate } from "./route.ts";
@@ -35,7 +34,7 @@ export async function streamChat(
   opts: { minContext?: number; inputTokensEstimate: number },
 ): Promise<StreamOutcome> {
   const route = job.route.main;
-  const walk = await startWalk(deps.db, job.id, "main");
+  const walk = await startWalk(deps.db, job.id, "main", route);
   for (;;) {
     const { candidate: c, kind } = await nextCall(deps, route, walk, opts.minContext);
     const attempt = await openAttempt(deps.db, job, "main", kind, c);
@@ -79,8 +78,7 @@ export async function streamChat(
       const u = final ?? (usage.inputTokens !== undefined && usage.outputTokens !== undefined ? (usage as TokenUsage) : consumed());
       const units = tokenUnits(u);
       const { credits, costMicros } = charge(units, c.prices);
-      await closeSucceeded(deps.db, attempt.id, { status: "succeeded", units, credits, costMicros, providerRequestId: requestId, latencyMs: Date.now() - started });
-      await recordOutcome(deps.db, c.deployment_id, { ok: true });
+      await closeSucceeded(deps.db, attempt.id, { status: "succeeded", units, credits, costMicros, providerRequestId: requestId, latencyMs: Date.now() - started }, c.deployment_id);
       return { kind: "done", text, finishReason: finish, usage: u, candidate: c };
     } catch (err) {
       const latencyMs = Date.now() - started;
@@ -100,8 +98,8 @@ export async function streamChat(
       await closeFailed(deps.db, attempt.id, {
         status: e.errorClass === "content_policy" ? "refused" : "failed", error: e, billedUnits, costMicros: cost.costMicros,
         credits: sent ? cost.credits : 0, latencyMs,
-      });
-      await noteFailure(deps, route, walk, attempt, c, e);
+      }, failureOutcome(route, c, e));
+      noteFailure(walk, attempt, c, e);
       if (sent) return { kind: "cut", error: e, usage: consumed(), credits: cost.credits, candidate: c };
     }
   }

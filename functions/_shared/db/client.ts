@@ -55,11 +55,17 @@ export function asUser<T>(db: Db, claims: Claims, fn: (tx: Tx) => Promise<T>, re
   });
 }
 
-/** One transaction as service_role: RLS is bypassed, so callers check tenancy themselves. */
-export function asService<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+/**
+ * One transaction as service_role: RLS is bypassed, so callers check tenancy themselves.
+ * `asyncCommit` commits without waiting for the WAL flush: only for writes whose loss in a
+ * database crash is harmless (a later durable commit flushes them anyway).
+ */
+export function asService<T>(db: Db, fn: (tx: Tx) => Promise<T>, opts: { asyncCommit?: boolean } = {}): Promise<T> {
   return db.transaction().execute(async (tx) => {
     await sql`select set_config('request.jwt.claims', '{"role":"service_role"}', true),
-                     set_config('role', 'service_role', true)`.execute(tx);
+                     set_config('role', 'service_role', true),
+                     set_config('synchronous_commit', case when ${opts.asyncCommit ?? false} then 'off'
+                                                           else current_setting('synchronous_commit') end, true)`.execute(tx);
     return fn(tx);
   });
 }

@@ -73,8 +73,7 @@ export async function enqueue<N extends JobName>(
   const payload = JOBS[name].payload.parse(data);
   // The queue belongs to the connection's own role, not to the client role that asUser() set;
   // step out of it for the insert and back in, still inside the same transaction.
-  const { rows } = await sql<{ role: string }>`select current_setting('role') as role`.execute(tx);
-  await sql`set local role none`.execute(tx);
+  const { rows } = await sql<{ role: string }>`select current_setting('role') as role, set_config('role', 'none', true)`.execute(tx);
   // No finally: if the insert fails the transaction is aborted anyway, and a restore attempt
   // would only replace the real error with "current transaction is aborted".
   const id = await (await boss.ready()).send(name, payload, { ...opts, db: fromKysely(tx) });

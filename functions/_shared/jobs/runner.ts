@@ -11,25 +11,44 @@ function log(fields: Record<string, unknown>) {
   console.log(JSON.stringify({ at: new Date().toISOString(), ...fields }));
 }
 
+/** Jobs fetched per worker slot: a full fetch means a backlog, and pg-boss then fetches again at once. */
+const BATCH = 2;
+
+/** How a queue with `workers` slots polls and fetches in a long-lived worker. */
+export function workOptions(workers: number, everySeconds: number) {
+  // Single-job fetches would wait a polling interval after every job, capping a backlog at
+  // `workers` jobs per second; with batches and burstWhenBatchFull a backlog drains at once.
+  // Batches only for queues with several workers: a one-worker queue keeps its one-at-a-time order.
+  const batchSize = workers > 1 ? BATCH : 1;
+  return {
+    // NOTIFY wakes a worker when a job is inserted, not when a delayed one (startAfter: an AI
+    // job's next poll, a reschedule after a cooldown) comes due; pg-boss would otherwise relax
+    // polling to every 30 s on notify queues and start those jobs up to 30 s late.
+    pollingIntervalSeconds: everySeconds,
+    notifyPollingIntervalSeconds: everySeconds,
+    batchSize,
+    burstWhenBatchFull: batchSize > 1,
+    localConcurrency: Math.max(1, Math.ceil(workers / batchSize)),
+  };
+}
+
 export async function startWorkers(boss: PgBoss, handlers: Handlers, opts: { pollingIntervalSeconds?: number } = {}) {
   await boss.start();
   await ensureQueues(boss);
   for (const name of JOB_NAMES) {
     const def = JOBS[name] as { workers?: number };
-    const every = opts.pollingIntervalSeconds ?? 1;
-    // NOTIFY wakes a worker when a job is inserted, not when a delayed one (startAfter: an AI
-    // job's next poll, a reschedule after a cooldown) comes due; pg-boss would otherwise relax
-    // polling to every 30 s on notify queues and start those jobs up to 30 s late.
-    const options = { pollingIntervalSeconds: every, notifyPollingIntervalSeconds: every, batchSize: 1, localConcurrency: def.workers ?? 1 };
-    await boss.work(name, options, async ([job]) => {
-      try {
-        const result = await handlers[name](job.data, job.id);
-        log({ msg: "job done", job: name, id: job.id });
-        return result;
-      } catch (err) {
-        log({ msg: "job failed", job: name, id: job.id, error: (err as Error).message });
-        throw err;
-      }
+    await boss.work(name, workOptions(def.workers ?? 1, opts.pollingIntervalSeconds ?? 1), async (jobs) => {
+      // Each job of a batch succeeds or fails on its own; pg-boss then completes none twice.
+      await Promise.all(jobs.map(async (job) => {
+        try {
+          const result = await handlers[name](job.data, job.id);
+          await boss.complete(name, job.id, (result ?? null) as object | null);
+          log({ msg: "job done", job: name, id: job.id });
+        } catch (err) {
+          log({ msg: "job failed", job: name, id: job.id, error: (err as Error).message });
+          await boss.fail(name, job.id, { message: (err as Error).message });
+        }
+      }));
     });
   }
 }

@@ -155,14 +155,16 @@ async function finishStream(
   chunk: (delta: Record<string, unknown>, finish: string | null) => unknown,
   send: (data: unknown) => void,
 ) {
+  // The charge is settled before the stream's last event: once a client has seen [DONE] (or the
+  // error), what the job cost is final and readable.
   if (o.kind === "done") {
     send(chunk({}, o.finishReason));
     if (body.stream_options?.include_usage) send({ ...(chunk({}, null) as object), choices: [], usage: usageOf(o.usage) });
-    send("[DONE]");
     await finishJob(db, job.id, "succeeded", { output: { text: "(streamed)", finish_reason: o.finishReason, usage: o.usage, model: o.candidate.model_id } });
+    send("[DONE]");
   } else if (o.kind === "cut") {
-    send({ error: { message: `${o.error.message} (the answer is incomplete)`, type: "server_error", param: null, code: o.error.errorClass } });
     await finishJob(db, job.id, "failed", { error: { code: o.error.errorClass, message: o.error.message }, charge: o.credits });
+    send({ error: { message: `${o.error.message} (the answer is incomplete)`, type: "server_error", param: null, code: o.error.errorClass } });
   } else {
     await finishJob(db, job.id, "canceled", { error: { code: "client_disconnected", message: "the client disconnected" }, charge: o.credits });
   }
