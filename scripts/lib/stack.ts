@@ -10,6 +10,7 @@ import { projectKeys } from "./keys.ts";
 import { startMailSink, type MailSink } from "./mail-sink.ts";
 import { startGateway } from "../platform/gateway.ts";
 import { startAiFakes } from "./ai-fakes.ts";
+import { seedStorage } from "./seed-storage.ts";
 import { startPostgres } from "./postgres.ts";
 import { type Child, spawnDeno, waitFor } from "./processes.ts";
 
@@ -116,6 +117,8 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
       log: opts.log,
     });
     stops.push(() => gateway.close());
+    // Demo files go in through the Storage API, so their rows and bytes agree.
+    if (opts.seed) await seedStorage(gateway.url, keys.serviceRoleKey);
 
     const children: Child[] = [];
     stops.push(async () => {

@@ -478,6 +478,7 @@ begin
   update ai.jobs
      set status = p_status, output = coalesce(p_output, output), error = p_error,
          progress = case when p_status = 'succeeded' then 100 else progress end,
+         progress_message = case p_status when 'succeeded' then 'done' when 'canceled' then 'canceled' else 'failed' end,
          settled_credits = v_charge, provider_cost_micros = v_cost, deployment_id = v_deployment,
          finished_at = now()
    where id = p_job_id
