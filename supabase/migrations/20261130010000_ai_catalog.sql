@@ -379,3 +379,45 @@ end
 $$;
 revoke all on function private.ai_record_health(text, boolean, int, text, bigint, boolean) from public;
 grant execute on function private.ai_record_health(text, boolean, int, text, bigint, boolean) to service_role;
+
+-- ---------------------------------------------------------------------------
+-- Column comments (Studio shows them to admins editing the catalog)
+-- ---------------------------------------------------------------------------
+comment on column ai.providers.id is 'Short name used by deployments and in the env override PLINTH_AI_<ID>_BASE_URL (e.g. openai, anthropic, groq).';
+comment on column ai.providers.created_at is 'When the provider was added.';
+comment on column ai.providers.updated_at is 'Last change (set by trigger).';
+comment on column ai.models.modality is 'What the model produces: text, image, video, audio, embedding or moderation; jobs of that modality may use it.';
+comment on column ai.models.description is 'Shown to admins and in model pickers.';
+comment on column ai.models.enabled is 'Off: not routed to, not listed, not accepted by name.';
+comment on column ai.models.created_at is 'When the model was added.';
+comment on column ai.models.updated_at is 'Last change (set by trigger).';
+comment on column ai.deployments.id is 'Conventionally <provider>/<model>; what attempts and health rows name.';
+comment on column ai.deployments.model_id is 'The model this deployment serves.';
+comment on column ai.deployments.provider_id is 'The provider that runs it (its adapter, base URL and key).';
+comment on column ai.deployments.enabled is 'Off: never routed to, even if a tier lists it.';
+comment on column ai.deployments.created_at is 'When the deployment was added.';
+comment on column ai.deployments.updated_at is 'Last change (set by trigger).';
+comment on column ai.prices.id is 'Row id; prices are changed by adding rows, not by editing them.';
+comment on column ai.prices.deployment_id is 'The deployment the price applies to.';
+comment on column ai.prices.currency is 'Currency of provider_cost_micros (credits have none).';
+comment on column ai.prices.created_at is 'When the row was added (effective_from says when it applies).';
+comment on column ai.tiers.modality is 'The modality the route serves.';
+comment on column ai.tiers.tier is 'economy, balanced or premium.';
+comment on column ai.tiers.position is 'Order in the route, lowest first: the first healthy deployment answers, the rest are fallbacks.';
+comment on column ai.tiers.deployment_id is 'The deployment at this position.';
+comment on column ai.org_routes.org_id is 'The org whose route this is.';
+comment on column ai.org_routes.modality is 'The modality the route serves.';
+comment on column ai.org_routes.tier is 'economy, balanced or premium.';
+comment on column ai.org_routes.position is 'Order in the route, lowest first.';
+comment on column ai.org_routes.deployment_id is 'The deployment at this position.';
+comment on column ai.org_policies.org_id is 'The org the policy is for (one row per org at most).';
+comment on column ai.org_policies.allowed_tiers is 'Tiers the org''s members and keys may use; premium also needs the plan''s ai_premium_tier.';
+comment on column ai.org_policies.updated_at is 'Last change (set by trigger).';
+comment on column ai.deployment_health.deployment_id is 'The deployment this row describes.';
+comment on column ai.deployment_health.cooldown_reason is 'The error class (or "failure rate") that set the current cooldown.';
+comment on column ai.deployment_health.last_status is 'HTTP status of the last call (200 for a success).';
+comment on column ai.deployment_health.last_error_class is 'Error class of the last failed call.';
+comment on column ai.deployment_health.last_error_at is 'When the last call failed.';
+comment on column ai.deployment_health.last_success_at is 'When a call last succeeded.';
+comment on column ai.deployment_health.window_started_at is 'Start of the current one-minute window.';
+comment on column ai.deployment_health.updated_at is 'Last outcome recorded.';

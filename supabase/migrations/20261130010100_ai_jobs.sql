@@ -690,3 +690,66 @@ values ('ai-outputs', 'ai-outputs', false, 524288000)
 on conflict (id) do nothing;
 insert into private.org_buckets (bucket_id, read_permission, write_permission, module)
 values ('ai-outputs', 'content.read', null, 'ai');
+
+-- ---------------------------------------------------------------------------
+-- Column comments (Studio shows them to admins)
+-- ---------------------------------------------------------------------------
+comment on column ai.batches.id is 'The batch; its jobs carry it in ai.jobs.batch_id.';
+comment on column ai.batches.org_id is 'The org the batch spends in.';
+comment on column ai.batches.user_id is 'The member who submitted it (null for an API key).';
+comment on column ai.batches.api_key_id is 'The org API key that submitted it (null for a member).';
+comment on column ai.batches.label is 'A name the submitter gave it.';
+comment on column ai.batches.total is 'How many jobs it has.';
+comment on column ai.batches.canceled_at is 'When it was canceled as a whole, if it was.';
+comment on column ai.batches.created_at is 'When it was submitted.';
+comment on column ai.jobs.id is 'The job; also the idempotency key of its reservation and settle (ai-job:<id>).';
+comment on column ai.jobs.org_id is 'The org whose credits it spends.';
+comment on column ai.jobs.user_id is 'The member who submitted it (null for an API key); its status goes to user:<id>.';
+comment on column ai.jobs.api_key_id is 'The org API key that submitted it (null for a member); its status goes to org:<id>.';
+comment on column ai.jobs.batch_id is 'The batch it belongs to, if any.';
+comment on column ai.jobs.modality is 'text, image, video, audio, embedding or moderation.';
+comment on column ai.jobs.tier is 'The quality tier asked for (exactly one of tier and model_id is set).';
+comment on column ai.jobs.model_id is 'The model asked for by name (exactly one of tier and model_id is set).';
+comment on column ai.jobs.input is 'The validated input, with its preset applied (and enhanced_prompt once enhancement ran).';
+comment on column ai.jobs.status is 'queued, running, succeeded, failed or canceled. Every change is broadcast as event ai.job.';
+comment on column ai.jobs.progress is 'Percent done, 0 to 100 (from the provider where it reports progress).';
+comment on column ai.jobs.progress_message is 'What the job is doing (generating, rendering, storing the output, done, failed).';
+comment on column ai.jobs.reservation_id is 'The credit reservation that holds reserved_credits (billing.credit_reservations).';
+comment on column ai.jobs.provider_cost_micros is 'What the providers billed for its calls, successful or not, in millionths of their currency.';
+comment on column ai.jobs.deployment_id is 'The deployment whose answer became the output.';
+comment on column ai.jobs.created_at is 'When it was admitted.';
+comment on column ai.jobs.started_at is 'When its first provider call started.';
+comment on column ai.jobs.finished_at is 'When it ended.';
+comment on column ai.jobs.updated_at is 'Last change (set by trigger).';
+comment on column ai.attempts.id is 'The attempt; also our idempotency key for async submits (looked up when the outcome is unknown).';
+comment on column ai.attempts.job_id is 'The job the call was made for.';
+comment on column ai.attempts.org_id is 'The job''s org.';
+comment on column ai.attempts.attempt_no is 'Order of the job''s calls, from 1.';
+comment on column ai.attempts.purpose is 'main (the job''s own call), moderation (of the input) or enhance (prompt enhancement).';
+comment on column ai.attempts.kind is 'initial (first call), retry (same deployment again) or fallback (the next deployment).';
+comment on column ai.attempts.deployment_id is 'The deployment called.';
+comment on column ai.attempts.provider_id is 'Its provider.';
+comment on column ai.attempts.provider_model is 'The model name sent to the provider.';
+comment on column ai.attempts.error_class is 'What the router made of a failure: rate_limit, overloaded, server, timeout, context_window, content_policy, auth, bad_request, not_found.';
+comment on column ai.attempts.error_code is 'The provider''s own error code (context_length_exceeded, SAFETY.INPUT.TEXT, ...).';
+comment on column ai.attempts.error_message is 'The provider''s message, shortened to 1000 characters.';
+comment on column ai.attempts.http_status is 'The provider''s HTTP status, when there was a response.';
+comment on column ai.attempts.progress is 'The provider''s own progress (0 to 1) of an async task.';
+comment on column ai.attempts.provider_cost_micros is 'What the provider billed for this call, in millionths of its currency.';
+comment on column ai.attempts.latency_ms is 'How long the call took (for async tasks: from submit to the last poll).';
+comment on column ai.attempts.started_at is 'When the call was about to be made (the row is written before it).';
+comment on column ai.attempts.finished_at is 'When the call ended (null while in flight or while an async task runs).';
+comment on column ai.presets.key is 'The key inputs name in "preset".';
+comment on column ai.presets.kind is 'style (image, video: prompt suffix, negative prompt) or prompt_template (text: a template with {{variables}}).';
+comment on column ai.presets.modality is 'The modality it applies to.';
+comment on column ai.presets.name is 'Shown in pickers.';
+comment on column ai.presets.created_at is 'When it was added.';
+comment on column ai.org_presets.org_id is 'The org it belongs to.';
+comment on column ai.org_presets.key is 'The key inputs name in "preset"; shadows a global preset with the same key.';
+comment on column ai.org_presets.kind is 'style or prompt_template.';
+comment on column ai.org_presets.modality is 'The modality it applies to.';
+comment on column ai.org_presets.name is 'Shown in pickers.';
+comment on column ai.org_presets.body is 'style: {"prompt_suffix", "negative_prompt"?}. prompt_template: {"template", "system"?}.';
+comment on column ai.org_presets.created_by is 'The member who made it.';
+comment on column ai.org_presets.created_at is 'When it was made.';
+comment on column ai.org_presets.updated_at is 'Last change (set by trigger).';
