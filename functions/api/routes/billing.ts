@@ -3,6 +3,7 @@
 // user: an API key cannot buy things.
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "kysely";
+import { aiMonthUsage } from "../../_shared/ai/usage.ts";
 import { isAllowedReturnUrl, stripeFor } from "../../_shared/billing/stripe.ts";
 import { asService, asUser, type Tx } from "../../_shared/db/client.ts";
 import { ApiError } from "../../_shared/http/errors.ts";
@@ -91,13 +92,19 @@ const SummarySchema = z
     })),
     usage: z.object({ seats: Usage, webhook_endpoints: Usage }),
     credits: z.object({ balance: z.number().int(), reserved: z.number().int(), available: z.number().int(), debt: z.number().int() }),
+    ai: z.object({
+      credits: z.number().int(),
+      provider_cost_micros: z.number().int(),
+      attempts: z.number().int(),
+      by_model: z.array(z.object({ model_id: z.string().nullable(), credits: z.number().int(), provider_cost_micros: z.number().int(), attempts: z.number().int() })),
+    }).openapi({ description: "AI usage this month (UTC), from ai.usage_daily" }),
   })
   .openapi("BillingSummary");
 
 const summaryRoute = createRoute({
   method: "get",
   path: "/orgs/{org_id}/billing/summary",
-  summary: "The org's plan, subscription, entitlements, usage against limits and credit balance (needs billing.manage).",
+  summary: "The org's plan, subscription, entitlements, usage against limits, credit balance and this month's AI usage (needs billing.manage).",
   security: [{ bearer: [] }],
   middleware: [requireAuth, requireUser] as const,
   request: { params: z.object({ org_id: UuidParam }) },
@@ -249,8 +256,8 @@ export function registerBilling(app: OpenAPIHono<ApiEnv>) {
     const { db } = c.get("deps");
     const summary = await asUser(db, c.get("principal").claims, async (tx) => {
       await assertBillingManager(tx, org_id);
-      const { rows } = await sql<{ summary: z.infer<typeof SummarySchema> }>`select billing.summary(${org_id}::uuid) as summary`.execute(tx);
-      return rows[0].summary;
+      const { rows } = await sql<{ summary: Omit<z.infer<typeof SummarySchema>, "ai"> }>`select billing.summary(${org_id}::uuid) as summary`.execute(tx);
+      return { ...rows[0].summary, ai: await aiMonthUsage(tx, org_id) };
     }, requestMeta(c));
     return c.json(summary, 200);
   });
