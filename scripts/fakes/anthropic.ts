@@ -25,20 +25,7 @@
 // `usage` is merged over the wire usage object: input_tokens, output_tokens,
 // cache_read_input_tokens, cache_creation_input_tokens, output_tokens_details.thinking_tokens.
 import { hang, sendJson, type FakeRequest, type FakeRoute, type Step } from "./lib/fake-server.ts";
-import {
-  contentText,
-  cutStream,
-  estimateTokens,
-  fakeId,
-  mergeUsage,
-  num,
-  retryHeaders,
-  sleep,
-  splitText,
-  startSse,
-  stepDelay,
-  writeSse,
-} from "./lib/ai-wire.ts";
+import { contentText, cutStream, estimateTokens, fakeId, mergeUsage, num, retryHeaders, startSse, stepDelay, writePieces, writeSse } from "./lib/ai-wire.ts";
 
 export const anthropicRoutes: FakeRoute[] = [{ method: "POST", path: /^\/anthropic\/v1\/messages$/, handle: messages }];
 
@@ -158,10 +145,6 @@ async function streamMessage(
   m: { id: string; model: string; text: string; stopReason: string; usage: Record<string, unknown>; headers: Record<string, string> },
 ) {
   const { output_tokens, ...startUsage } = m.usage;
-  const gap = num(step.chunkDelayMs, 0);
-  const broken = step.mode === "stream_cut" || step.mode === "stream_error";
-  const cutAfter = num(step.chunks, 2);
-  const pieces = splitText(m.text, broken ? Math.max(cutAfter + 1, 3) : num(step.chunks, 3));
   const send = (event: string, data: Record<string, unknown>) => writeSse(r.res, { type: event, ...data }, event);
 
   startSse(r.res, m.headers);
@@ -171,18 +154,12 @@ async function streamMessage(
   });
   send("content_block_start", { index: 0, content_block: { type: "text", text: "" } });
   send("ping", {});
-  for (const [i, piece] of pieces.entries()) {
-    if (broken && i === cutAfter) break;
-    if (gap) await sleep(gap);
-    if (r.res.destroyed) return;
-    send("content_block_delta", { index: 0, delta: { type: "text_delta", text: piece } });
-  }
+  if (!(await writePieces(r.res, step, m.text, (text) => send("content_block_delta", { index: 0, delta: { type: "text_delta", text } })))) return;
   if (step.mode === "stream_cut") return cutStream(r.res, step);
   if (step.mode === "stream_error") {
     writeSse(r.res, { type: "error", error: { type: String(step.errorType ?? "overloaded_error"), message: String(step.errorMessage ?? "Overloaded") } }, "error");
     return r.res.end();
   }
-  if (gap) await sleep(gap);
   send("content_block_stop", { index: 0 });
   // Cumulative output count for the whole message.
   send("message_delta", { delta: { stop_reason: m.stopReason, stop_sequence: null }, usage: { output_tokens } });

@@ -19,26 +19,13 @@
 //   succeed_after_timeout creates the talk, then never answers
 //   rate_limit (retryAfter s) | server_error | overloaded | timeout | auth | not_found | bad_request
 // A list step may carry `limit` to override the request's page size.
-import { type FakeRequest, type FakeRoute, type FakeServerState, hang, sendJson, type Step } from "./lib/fake-server.ts";
-import {
-  answerHttpFailure,
-  type Clock,
-  clockOf,
-  credential,
-  DeliveryQueue,
-  deliver,
-  fileStore,
-  later,
-  mediaFor,
-  randomId,
-  runningProgress,
-  serveFile,
-} from "./lib/tasks.ts";
+import { type FakeRequest, type FakeRoute, type FakeServerState, hang, sendJson, serverData, type Step } from "./lib/fake-server.ts";
+import { answerHttpFailure, credential, DeliveryQueue, deliverFinal, fileStore, later, type Lifecycle, lifecycle, mediaFor, randomId, runningProgress, scriptedTask, serveFile } from "./lib/tasks.ts";
 
 type Status = "created" | "started" | "done" | "error" | "rejected";
 type Stage = { status: "started" } | { status: "done" } | { status: "error"; kind: string; description: string } | { status: "rejected"; error?: { kind: string; description: string } };
 
-interface Talk {
+interface Talk extends Lifecycle<Stage> {
   id: string;
   key: string;
   sourceUrl: string;
@@ -54,10 +41,6 @@ interface Talk {
   resultUrl?: string;
   duration?: number;
   error?: { kind: string; description: string };
-  stages: Stage[];
-  next: number;
-  clock: Clock;
-  stepMs: number;
   step: Step;
   deliveries: DeliveryQueue;
 }
@@ -68,12 +51,7 @@ interface DidState {
 }
 
 function state(server: FakeServerState): DidState {
-  let s = server.data.get("did") as DidState | undefined;
-  if (!s) {
-    s = { talks: new Map(), order: [] };
-    server.data.set("did", s);
-  }
-  return s;
+  return serverData(server, "did", (): DidState => ({ talks: new Map(), order: [] }));
 }
 
 const KINDS: Record<number, string> = {
@@ -128,13 +106,7 @@ function plan(step: Step): Stage[] {
 
 function notify(t: Talk): void {
   if (!t.webhook) return;
-  const delivery = { url: t.webhook, body: JSON.stringify(view(t)), headers: async () => ({ "content-type": "application/json", "user-agent": "D-ID-Webhooks" }) };
-  const send = async () => {
-    await deliver(delivery);
-    if (t.step.mode === "webhook_twice") await deliver(delivery, { retries: 0 });
-  };
-  if (t.step.mode === "webhook_late") later(Number(t.step.webhookDelayMs ?? 1000), () => t.deliveries.push(send));
-  else t.deliveries.push(send);
+  deliverFinal(t.deliveries, t.step, { url: t.webhook, body: JSON.stringify(view(t)), headers: async () => ({ "content-type": "application/json", "user-agent": "D-ID-Webhooks" }) });
 }
 
 function advance(t: Talk, server: FakeServerState): void {
@@ -174,6 +146,8 @@ function findTalk(r: FakeRequest): Talk | null {
   return t;
 }
 
+const talkOf = (r: FakeRequest) => scriptedTask(r, authorized, findTalk, errorBody);
+
 export const didRoutes: FakeRoute[] = [
   {
     method: "POST",
@@ -197,6 +171,7 @@ export const didRoutes: FakeRoute[] = [
         return invalid("user_data must be a string of 1 to 1000 characters");
       }
       const now = new Date().toISOString();
+      const webhook = typeof body.webhook === "string" ? body.webhook : undefined;
       const t: Talk = {
         id: `tlk_${randomId(21, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}`,
         key,
@@ -205,18 +180,14 @@ export const didRoutes: FakeRoute[] = [
         script,
         userData: body.user_data,
         name,
-        webhook: typeof body.webhook === "string" ? body.webhook : undefined,
+        webhook,
         createdAt: now,
         modifiedAt: now,
         status: "created",
-        stages: plan(step),
-        next: 0,
-        clock: "poll",
-        stepMs: Number(step.stepMs ?? 100),
+        ...lifecycle(step, plan(step), Boolean(webhook)),
         step,
         deliveries: new DeliveryQueue(),
       };
-      t.clock = clockOf(step, Boolean(t.webhook));
       const s = state(r.server);
       s.talks.set(t.id, t);
       s.order.push(t.id);
@@ -247,11 +218,8 @@ export const didRoutes: FakeRoute[] = [
     method: "GET",
     path: /^\/did\/talks\/([^/]+)$/,
     handle(r) {
-      if (!authorized(r)) return;
-      const t = findTalk(r);
+      const t = talkOf(r);
       if (!t) return;
-      const step = r.take(`${t.key}:task`);
-      if (answerHttpFailure(r, step, errorBody)) return;
       if (t.clock === "poll") advance(t, r.server);
       sendJson(r.res, 200, view(t));
     },
@@ -260,11 +228,8 @@ export const didRoutes: FakeRoute[] = [
     method: "DELETE",
     path: /^\/did\/talks\/([^/]+)$/,
     handle(r) {
-      if (!authorized(r)) return;
-      const t = findTalk(r);
+      const t = talkOf(r);
       if (!t) return;
-      const step = r.take(`${t.key}:task`);
-      if (answerHttpFailure(r, step, errorBody)) return;
       const s = state(r.server);
       s.talks.delete(t.id);
       fileStore(r.server, "did").delete(`${t.id}.mp4`);

@@ -29,20 +29,7 @@
 import { createHash } from "node:crypto";
 import { encodePng, encodeWav } from "../../functions/_shared/ai/providers/local-media.ts";
 import { hang, sendJson, type FakeRequest, type FakeRoute, type Step } from "./lib/fake-server.ts";
-import {
-  contentText,
-  cutStream,
-  estimateTokens,
-  fakeId,
-  mergeUsage,
-  num,
-  retryHeaders,
-  sleep,
-  splitText,
-  startSse,
-  stepDelay,
-  writeSse,
-} from "./lib/ai-wire.ts";
+import { contentText, cutStream, estimateTokens, fakeId, mergeUsage, num, retryHeaders, startSse, stepDelay, writePieces, writeSse } from "./lib/ai-wire.ts";
 
 const PREFIX = "/openai/v1";
 const FLAG_WORD = "FLAGME";
@@ -214,20 +201,11 @@ async function chat(r: FakeRequest) {
     ...(includeUsage ? { usage: u } : {}),
   });
   const delta = (d: Record<string, unknown>, finishReason: string | null = null) => ({ index: 0, delta: d, logprobs: null, finish_reason: finishReason });
-  const gap = num(step.chunkDelayMs, 0);
-  const broken = step.mode === "stream_cut" || step.mode === "stream_error";
-  const cutAfter = num(step.chunks, 2);
-  const pieces = splitText(text, broken ? Math.max(cutAfter + 1, 3) : num(step.chunks, 3));
 
   startSse(r.res, headers);
   if (step.keepAlive) r.res.write(": OPENROUTER PROCESSING\n\n");
   writeSse(r.res, chunk([delta({ role: "assistant", content: "", refusal: null })]));
-  for (const [i, piece] of pieces.entries()) {
-    if (broken && i === cutAfter) break;
-    if (gap) await sleep(gap);
-    if (r.res.destroyed) return;
-    writeSse(r.res, chunk([delta({ content: piece })]));
-  }
+  if (!(await writePieces(r.res, step, text, (content) => writeSse(r.res, chunk([delta({ content })]))))) return;
   if (step.mode === "stream_cut") return cutStream(r.res, step);
   if (step.mode === "stream_error") {
     writeSse(r.res, {
@@ -240,7 +218,6 @@ async function chat(r: FakeRequest) {
     });
     return r.res.end();
   }
-  if (gap) await sleep(gap);
   writeSse(r.res, chunk([delta({}, finish)]));
   if (includeUsage) writeSse(r.res, chunk([], usage));
   writeSse(r.res, "[DONE]");

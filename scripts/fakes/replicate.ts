@@ -21,22 +21,9 @@
 //   succeed_after_timeout creates the prediction, then never answers the create
 //   rate_limit (retryAfter s) | server_error | overloaded | timeout | auth | not_found | bad_request
 // A list step may carry `pageSize` (default 100, as the API).
-import { signOne } from "../../functions/_shared/webhooks/signature.ts";
-import { type FakeRequest, type FakeRoute, type FakeServerState, hang, sendJson, type Step } from "./lib/fake-server.ts";
-import {
-  answerHttpFailure,
-  type Clock,
-  clockOf,
-  credential,
-  DeliveryQueue,
-  deliver,
-  fileStore,
-  later,
-  mediaFor,
-  randomId,
-  runningProgress,
-  serveFile,
-} from "./lib/tasks.ts";
+import { webhookHeaders } from "../../functions/_shared/webhooks/signature.ts";
+import { type FakeRequest, type FakeRoute, type FakeServerState, hang, sendJson, serverData, type Step } from "./lib/fake-server.ts";
+import { answerHttpFailure, credential, DeliveryQueue, deliver, deliverFinal, fileStore, later, type Lifecycle, lifecycle, mediaFor, randomId, runningProgress, scriptedTask, serveFile } from "./lib/tasks.ts";
 
 const P = "/replicate/v1";
 const PROBLEM = "application/problem+json";
@@ -44,7 +31,7 @@ const PROBLEM = "application/problem+json";
 type Status = "starting" | "processing" | "succeeded" | "failed" | "canceled";
 type Stage = { status: "processing"; progress: number } | { status: "succeeded" } | { status: "failed"; error: string };
 
-interface Prediction {
+interface Prediction extends Lifecycle<Stage> {
   id: string;
   key: string;
   model: string;
@@ -60,10 +47,6 @@ interface Prediction {
   error: string | null;
   logs: string;
   predictTime: number;
-  stages: Stage[];
-  next: number;
-  clock: Clock;
-  stepMs: number;
   step: Step;
   deliveries: DeliveryQueue;
 }
@@ -75,13 +58,10 @@ interface ReplicateState {
 }
 
 function state(server: FakeServerState): ReplicateState {
-  let s = server.data.get("replicate") as ReplicateState | undefined;
-  if (!s) {
+  return serverData(server, "replicate", (): ReplicateState => {
     const raw = crypto.getRandomValues(new Uint8Array(24));
-    s = { predictions: new Map(), order: [], secret: `whsec_${Buffer.from(raw).toString("base64")}` };
-    server.data.set("replicate", s);
-  }
-  return s;
+    return { predictions: new Map(), order: [], secret: `whsec_${Buffer.from(raw).toString("base64")}` };
+  });
 }
 
 function problem(status: number, detail: string, title = detail) {
@@ -140,25 +120,11 @@ function sendEvent(p: Prediction, server: FakeServerState, event: "start" | "log
   const delivery = {
     url,
     body,
-    headers: async () => {
-      const ts = Math.floor(Date.now() / 1000);
-      return {
-        "content-type": "application/json",
-        "user-agent": "Replicate-Webhooks/1.0",
-        "webhook-id": webhookId,
-        "webhook-timestamp": String(ts),
-        "webhook-signature": await signOne(s.secret, webhookId, ts, body),
-      };
-    },
+    // Signed the Standard Webhooks way, as Plinth's own deliveries, each attempt at its own time.
+    headers: async () => ({ ...(await webhookHeaders([s.secret], webhookId, new Date(), body)), "user-agent": "Replicate-Webhooks/1.0" }),
   };
   if (event !== "completed") return p.deliveries.push(() => deliver(delivery));
-  const send = async () => {
-    await deliver(delivery);
-    // webhook_twice: the same delivery again, as a redelivery after a lost acknowledgement would be.
-    if (p.step.mode === "webhook_twice") await deliver(delivery, { retries: 0 });
-  };
-  if (p.step.mode === "webhook_late") later(Number(p.step.webhookDelayMs ?? 1000), () => p.deliveries.push(send));
-  else p.deliveries.push(send);
+  deliverFinal(p.deliveries, p.step, delivery);
 }
 
 // ---------------------------------------------------------------------------- lifecycle
@@ -242,13 +208,14 @@ function create(r: FakeRequest, key: string, model: string, version: string): vo
     if (!ok) return sendJson(r.res, 422, problem(422, "- webhook: Enter a valid URL.", "Invalid webhook"), { "content-type": PROBLEM });
   }
   const s = state(r.server);
+  const webhook = typeof body.webhook === "string" ? body.webhook : undefined;
   const p: Prediction = {
     id: randomId(26, "abcdefghijklmnopqrstuvwxyz234567"),
     key,
     model,
     version,
     input: body.input as Record<string, unknown>,
-    webhook: typeof body.webhook === "string" ? body.webhook : undefined,
+    webhook,
     filter: Array.isArray(body.webhook_events_filter) ? (body.webhook_events_filter as string[]) : undefined,
     createdAt: new Date().toISOString(),
     startedAt: null,
@@ -258,14 +225,10 @@ function create(r: FakeRequest, key: string, model: string, version: string): vo
     error: null,
     logs: "",
     predictTime: Number(step.predictTime ?? 1.5),
-    stages: plan(step),
-    next: 0,
-    clock: "poll",
-    stepMs: Number(step.stepMs ?? 100),
+    ...lifecycle(step, plan(step), Boolean(webhook)),
     step,
     deliveries: new DeliveryQueue(),
   };
-  p.clock = clockOf(step, Boolean(p.webhook));
   s.predictions.set(p.id, p);
   s.order.push(p.id);
   sendEvent(p, r.server, "start");
@@ -284,6 +247,8 @@ function findPrediction(r: FakeRequest): Prediction | null {
   }
   return p;
 }
+
+const predictionOf = (r: FakeRequest) => scriptedTask(r, authorized, findPrediction, errorBody, PROBLEM);
 
 function encodeCursor(offset: number, size: number): string {
   return Buffer.from(JSON.stringify({ o: offset, n: size })).toString("base64url");
@@ -345,11 +310,8 @@ export const replicateRoutes: FakeRoute[] = [
     method: "GET",
     path: /^\/replicate\/v1\/predictions\/([^/]+)$/,
     handle(r) {
-      if (!authorized(r)) return;
-      const p = findPrediction(r);
+      const p = predictionOf(r);
       if (!p) return;
-      const step = r.take(`${p.key}:task`);
-      if (answerHttpFailure(r, step, errorBody, PROBLEM)) return;
       if (p.clock === "poll") advance(p, r.server);
       sendJson(r.res, 200, view(p, r.server));
     },
@@ -358,11 +320,8 @@ export const replicateRoutes: FakeRoute[] = [
     method: "POST",
     path: /^\/replicate\/v1\/predictions\/([^/]+)\/cancel$/,
     handle(r) {
-      if (!authorized(r)) return;
-      const p = findPrediction(r);
+      const p = predictionOf(r);
       if (!p) return;
-      const step = r.take(`${p.key}:task`);
-      if (answerHttpFailure(r, step, errorBody, PROBLEM)) return;
       if (!terminal(p.status)) {
         p.status = "canceled";
         p.completedAt = new Date().toISOString();

@@ -17,13 +17,13 @@
 //   succeed_after_timeout creates the task, then never answers
 //   rate_limit (retryAfter s) | server_error | overloaded | timeout | auth | not_found | bad_request
 // Runway sends no webhooks, so webhook_twice / webhook_late behave as ok.
-import { type FakeRequest, type FakeRoute, type FakeServerState, hang, sendJson, type Step } from "./lib/fake-server.ts";
-import { answerHttpFailure, type Clock, clockOf, credential, fileStore, later, mediaFor, runningProgress, serveFile } from "./lib/tasks.ts";
+import { type FakeRequest, type FakeRoute, type FakeServerState, hang, sendJson, serverData, type Step } from "./lib/fake-server.ts";
+import { answerHttpFailure, credential, fileStore, later, type Lifecycle, lifecycle, mediaFor, runningProgress, scriptedTask, serveFile } from "./lib/tasks.ts";
 
 type Status = "PENDING" | "THROTTLED" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED";
 type Stage = { status: "THROTTLED" } | { status: "RUNNING"; progress: number } | { status: "SUCCEEDED" } | { status: "FAILED"; failure: string; failureCode: string };
 
-interface Task {
+interface Task extends Lifecycle<Stage> {
   id: string;
   key: string;
   model: string;
@@ -37,10 +37,6 @@ interface Task {
   failureCode?: string;
   deleted: boolean;
   outputOverride?: string[];
-  stages: Stage[];
-  next: number;
-  clock: Clock;
-  stepMs: number;
 }
 
 interface RunwayState {
@@ -49,12 +45,7 @@ interface RunwayState {
 }
 
 function state(server: FakeServerState): RunwayState {
-  let s = server.data.get("runway") as RunwayState | undefined;
-  if (!s) {
-    s = { tasks: new Map(), byKey: new Map() };
-    server.data.set("runway", s);
-  }
-  return s;
+  return serverData(server, "runway", (): RunwayState => ({ tasks: new Map(), byKey: new Map() }));
 }
 
 const errorBody = (_status: number, message: string) => ({ error: message });
@@ -122,6 +113,8 @@ function findTask(r: FakeRequest): Task | null {
   return t;
 }
 
+const taskOf = (r: FakeRequest) => scriptedTask(r, guard, findTask, errorBody);
+
 export const runwayRoutes: FakeRoute[] = [
   {
     method: "POST",
@@ -153,10 +146,7 @@ export const runwayRoutes: FakeRoute[] = [
         status: "PENDING",
         deleted: false,
         outputOverride: Array.isArray(step.output) ? step.output.map(String) : undefined,
-        stages: plan(step),
-        next: 0,
-        clock: clockOf(step, false),
-        stepMs: Number(step.stepMs ?? 100),
+        ...lifecycle(step, plan(step), false),
       };
       s.tasks.set(t.id, t);
       if (idem) s.byKey.set(idem, t.id);
@@ -185,11 +175,8 @@ export const runwayRoutes: FakeRoute[] = [
     method: "GET",
     path: /^\/runway\/v1\/tasks\/([^/]+)$/,
     handle(r) {
-      if (!guard(r)) return;
-      const t = findTask(r);
+      const t = taskOf(r);
       if (!t) return;
-      const step = r.take(`${t.key}:task`);
-      if (answerHttpFailure(r, step, errorBody)) return;
       if (t.clock === "poll") advance(t, r.server);
       sendJson(r.res, 200, view(t));
     },
@@ -198,11 +185,8 @@ export const runwayRoutes: FakeRoute[] = [
     method: "DELETE",
     path: /^\/runway\/v1\/tasks\/([^/]+)$/,
     handle(r) {
-      if (!guard(r)) return;
-      const t = findTask(r);
+      const t = taskOf(r);
       if (!t) return;
-      const step = r.take(`${t.key}:task`);
-      if (answerHttpFailure(r, step, errorBody)) return;
       // Running tasks are cancelled, finished ones deleted; neither can be fetched again.
       if (!terminal(t.status)) t.status = "CANCELLED";
       t.deleted = true;

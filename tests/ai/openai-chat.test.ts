@@ -7,7 +7,7 @@ import { admin, createTeam, createUser } from "../helpers/db.ts";
 import { account, expectLedgerConsistent } from "../helpers/credits.ts";
 import { fakeCalls, scriptFake } from "../helpers/fake-ai.ts";
 import { attemptsOf, createModel, giveCredits, jobRow, reservation, stack } from "../helpers/ai.ts";
-import { apiError, createApiKey, expectUnchanged, expectUsageMatchesCharges, jobOf, openai, orgState, routeTier } from "../helpers/openai.ts";
+import { apiError, createApiKey, expectUnchanged, expectUsageMatchesCharges, fundedMember, jobOf, openai, orgState, routeTier } from "../helpers/openai.ts";
 import { tokenFor } from "../helpers/supabase.ts";
 
 const USAGE = { prompt_tokens: 3000, completion_tokens: 1500 };
@@ -23,11 +23,9 @@ async function textModel() {
 
 describe("chat completions through the openai SDK", () => {
   it("answers a member, reports the provider's usage and settles exactly that", async () => {
-    const team = await createTeam();
-    await giveCredits(team.orgId, 1000);
+    const { team, client } = await fundedMember(1000);
     const { model, deployments } = await textModel();
     await scriptFake(stack.fakeAiUrl, deployments[0].key, { mode: "ok", text: "Hello from the fake.", usage: USAGE });
-    const client = openai(await tokenFor(team.member), team.orgId);
 
     const { data, response } = await client.chat.completions
       .create({ model, messages: [{ role: "system", content: "Be brief." }, { role: "user", content: PROMPT }], max_tokens: 2000 })
@@ -63,12 +61,10 @@ describe("chat completions through the openai SDK", () => {
   });
 
   it("streams with stream_options.include_usage: chunks, a final usage chunk, one exact charge", async () => {
-    const team = await createTeam();
-    await giveCredits(team.orgId, 1000);
+    const { team, client } = await fundedMember(1000);
     const { model, deployments } = await textModel();
     const text = "one two three four five six seven";
     await scriptFake(stack.fakeAiUrl, deployments[0].key, { mode: "ok", text, chunks: 4, usage: USAGE });
-    const client = openai(await tokenFor(team.member), team.orgId);
 
     const { data: stream, response } = await client.chat.completions
       .create({ model, messages: ask(), stream: true, stream_options: { include_usage: true } })
@@ -97,11 +93,9 @@ describe("chat completions through the openai SDK", () => {
   });
 
   it("streams without include_usage: no usage reaches the client, but the provider's usage is still what is charged", async () => {
-    const team = await createTeam();
-    await giveCredits(team.orgId, 1000);
+    const { team, client } = await fundedMember(1000);
     const { model, deployments } = await textModel();
     await scriptFake(stack.fakeAiUrl, deployments[0].key, { mode: "ok", text: "alpha beta gamma", usage: USAGE });
-    const client = openai(await tokenFor(team.member), team.orgId);
 
     const { data: stream, response } = await client.chat.completions
       .create({ model, messages: ask(), stream: true })

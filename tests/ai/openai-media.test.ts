@@ -7,8 +7,8 @@ import { describe, expect, it } from "vitest";
 import { admin, createTeam, createUser } from "../helpers/db.ts";
 import { account } from "../helpers/credits.ts";
 import { fakeCalls } from "../helpers/fake-ai.ts";
-import { attemptsOf, createModel, giveCredits, jobRow, stack } from "../helpers/ai.ts";
-import { apiError, createApiKey, jobOf, OPENAI_BASE, openai, setPolicy } from "../helpers/openai.ts";
+import { attemptsOf, createModel, jobRow, stack } from "../helpers/ai.ts";
+import { apiError, createApiKey, fundedMember, jobOf, OPENAI_BASE, openai, setPolicy } from "../helpers/openai.ts";
 import { tokenFor } from "../helpers/supabase.ts";
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -19,15 +19,9 @@ function fakeVector(text: string, dims = 8): number[] {
   return Array.from({ length: dims }, (_, i) => (d[i % d.length] - 128) / 128);
 }
 
-async function member() {
-  const team = await createTeam();
-  await giveCredits(team.orgId, 1000);
-  return { team, client: openai(await tokenFor(team.member), team.orgId) };
-}
-
 describe("images/generations", () => {
   it("answers signed Storage URLs that download the generated PNGs, and charges n x the image price", async () => {
-    const { team, client } = await member();
+    const { team, client } = await fundedMember(1000);
     const { model, deployments } = await createModel({ modality: "image", deployments: [{ provider: "openai" }] });
 
     const { data, response } = await client.images.generate({ model, prompt: "a red fox in snow", n: 2, size: "1024x1024" }).withResponse();
@@ -55,7 +49,7 @@ describe("images/generations", () => {
   });
 
   it("answers b64_json when asked: the PNG itself", async () => {
-    const { team, client } = await member();
+    const { team, client } = await fundedMember(1000);
     const { model } = await createModel({ modality: "image", deployments: [{ provider: "openai" }] });
 
     const { data } = await client.images.generate({ model, prompt: "a lighthouse", response_format: "b64_json" }).withResponse();
@@ -73,7 +67,7 @@ describe("images/generations", () => {
 
 describe("embeddings", () => {
   it("the SDK's default (base64 on the wire) decodes to the provider's vectors", async () => {
-    const { team, client } = await member();
+    const { team, client } = await fundedMember(1000);
     const { model, deployments } = await createModel({ modality: "embedding", deployments: [{ provider: "openai", prices: [{ unit: "input_token", credits: 1, per_units: 1 }] }] });
     const inputs = ["alpha", "a longer second input"];
 
@@ -104,7 +98,7 @@ describe("embeddings", () => {
   });
 
   it("encoding_format float answers plain arrays, with the requested dimensions", async () => {
-    const { client } = await member();
+    const { client } = await fundedMember(1000);
     const { model } = await createModel({ modality: "embedding", deployments: [{ provider: "openai" }] });
 
     const res = await client.embeddings.create({ model, input: "one input", encoding_format: "float", dimensions: 12 });
@@ -117,7 +111,7 @@ describe("embeddings", () => {
 
 describe("moderations", () => {
   it("answers per input, flagged and by category, at the call price", async () => {
-    const { team, client } = await member();
+    const { team, client } = await fundedMember(1000);
     const { model } = await createModel({ modality: "moderation", deployments: [{ provider: "openai", prices: [{ unit: "call", credits: 2 }] }] });
 
     const { data, response } = await client.moderations.create({ model, input: ["a kind word", "FLAGME now"] }).withResponse();

@@ -4,12 +4,11 @@
 // checked in the ledger: charged exactly for what was delivered, or not at all.
 import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
-import { admin, createTeam } from "../helpers/db.ts";
+import { admin } from "../helpers/db.ts";
 import { account, expectLedgerConsistent } from "../helpers/credits.ts";
 import { fakeCalls, scriptFake } from "../helpers/fake-ai.ts";
-import { attemptsOf, createModel, giveCredits, jobRow, reservation, stack, waitForJob } from "../helpers/ai.ts";
-import { apiError, createApiKey, expectUsageMatchesCharges, jobOf, openai, routeTier, setPolicy } from "../helpers/openai.ts";
-import { tokenFor } from "../helpers/supabase.ts";
+import { attemptsOf, createModel, jobRow, reservation, stack, waitForJob } from "../helpers/ai.ts";
+import { apiError, createApiKey, expectUsageMatchesCharges, fundedMember, jobOf, openai, routeTier, setPolicy } from "../helpers/openai.ts";
 import { DEFAULT_LIMITS } from "../../functions/_shared/ai/router.ts";
 
 // 1 credit per input token and 3 per output token: every charge is a small exact integer.
@@ -19,25 +18,45 @@ const PRICES = [
 ];
 const tokens = (s: string) => Math.ceil(Buffer.byteLength(s, "utf8") / 4);
 
-async function setup(deploymentCount = 1) {
-  const team = await createTeam();
-  await giveCredits(team.orgId, 100_000);
+async function setup(deploymentCount = 1, provider = "openai") {
+  const { team, client } = await fundedMember(100_000);
   const { model, deployments } = await createModel({
     modality: "text",
-    deployments: Array.from({ length: deploymentCount }, () => ({ provider: "openai", prices: PRICES })),
+    deployments: Array.from({ length: deploymentCount }, () => ({ provider, prices: PRICES })),
   });
-  return { team, model, deployments, client: openai(await tokenFor(team.member), team.orgId) };
+  return { team, model, deployments, client };
 }
 
-async function collect(stream: AsyncIterable<OpenAI.ChatCompletionChunk>) {
+/** Streams a completion to its end (or its error): the chunks, their text, the error, the response. */
+async function streamed(client: OpenAI, params: Omit<OpenAI.ChatCompletionCreateParamsStreaming, "stream">) {
+  const { data, response } = await client.chat.completions.create({ ...params, stream: true }).withResponse();
   const chunks: OpenAI.ChatCompletionChunk[] = [];
   let error: unknown;
   try {
-    for await (const c of stream) chunks.push(c);
+    for await (const c of data) chunks.push(c);
   } catch (err) {
     error = err;
   }
-  return { chunks, text: chunks.map((c) => c.choices[0]?.delta?.content ?? "").join(""), error };
+  return { chunks, text: chunks.map((c) => c.choices[0]?.delta?.content ?? "").join(""), error, response };
+}
+
+/** Streams a slow answer and goes away as soon as some text has arrived: what was received, and the response. */
+async function disconnectAfterFirstText(client: OpenAI, model: string) {
+  const abort = new AbortController();
+  const { data, response } = await client.chat.completions
+    .create({ model, messages: [{ role: "user", content: "count slowly" }], max_tokens: 500, stream: true }, { signal: abort.signal })
+    .withResponse();
+  let received = "";
+  try {
+    for await (const c of data) {
+      received += c.choices[0]?.delta?.content ?? "";
+      if (received) abort.abort();
+    }
+  } catch (err) {
+    // Depending on timing the SDK ends the loop quietly or raises its abort error.
+    expect(err).toBeInstanceOf(OpenAI.APIUserAbortError);
+  }
+  return { received, response };
 }
 
 describe("falling back before the first byte", () => {
@@ -55,10 +74,12 @@ describe("falling back before the first byte", () => {
       await scriptFake(stack.fakeAiUrl, deployments[0].key, Array.from({ length: tries }, () => step));
       await scriptFake(stack.fakeAiUrl, deployments[1].key, { mode: "ok", text: "answer from the second", usage: { prompt_tokens: 4, completion_tokens: 5 } });
 
-      const { data, response } = await client.chat.completions
-        .create({ model, messages: [{ role: "user", content: "hello there friend" }], max_tokens: 50, stream: true, stream_options: { include_usage: true } })
-        .withResponse();
-      const { text, chunks, error } = await collect(data);
+      const { text, chunks, error, response } = await streamed(client, {
+        model,
+        messages: [{ role: "user", content: "hello there friend" }],
+        max_tokens: 50,
+        stream_options: { include_usage: true },
+      });
       expect(error).toBeUndefined();
       expect(text).toBe("answer from the second");
       // One role chunk opens the one stream.
@@ -91,10 +112,7 @@ describe("a stream that fails after the first byte", () => {
       const prompt = "write six words please";
       await scriptFake(stack.fakeAiUrl, deployments[0].key, { mode, text: "one two three four five six", chunks: 2 });
 
-      const { data, response } = await client.chat.completions
-        .create({ model, messages: [{ role: "user", content: prompt }], max_tokens: 100, stream: true })
-        .withResponse();
-      const { text, error } = await collect(data);
+      const { text, error, response } = await streamed(client, { model, messages: [{ role: "user", content: prompt }], max_tokens: 100 });
       expect(text).toBe("one two three four ");
       expect(error).toBeInstanceOf(OpenAI.APIError);
       expect((error as InstanceType<typeof OpenAI.APIError>).type).toBe("server_error");
@@ -124,20 +142,7 @@ describe("a stream that fails after the first byte", () => {
     const words = Array.from({ length: 40 }, (_, i) => `word${i}`).join(" ");
     await scriptFake(stack.fakeAiUrl, deployments[0].key, { mode: "ok", text: words, chunks: 20, chunkDelayMs: 150 });
 
-    const abort = new AbortController();
-    const { data, response } = await client.chat.completions
-      .create({ model, messages: [{ role: "user", content: "count slowly" }], max_tokens: 500, stream: true }, { signal: abort.signal })
-      .withResponse();
-    let received = "";
-    try {
-      for await (const c of data) {
-        received += c.choices[0]?.delta?.content ?? "";
-        if (received) abort.abort();
-      }
-    } catch (err) {
-      // Depending on timing the SDK ends the loop quietly or raises its abort error.
-      expect(err).toBeInstanceOf(OpenAI.APIUserAbortError);
-    }
+    const { received, response } = await disconnectAfterFirstText(client, model);
     expect(received.length).toBeGreaterThan(0);
     expect(received.length).toBeLessThan(words.length);
 
@@ -162,23 +167,13 @@ describe("a stream that fails after the first byte", () => {
 });
 
 describe("an Anthropic deployment behind the endpoint", () => {
-  async function anthropicSetup() {
-    const team = await createTeam();
-    await giveCredits(team.orgId, 100_000);
-    const { model, deployments } = await createModel({ modality: "text", deployments: [{ provider: "anthropic", prices: PRICES }] });
-    return { team, model, deployments, client: openai(await tokenFor(team.member), team.orgId) };
-  }
-
   it("a cut stream is charged the exact input tokens of message_start, not an estimate", async () => {
-    const { team, model, deployments, client } = await anthropicSetup();
+    const { team, model, deployments, client } = await setup(1, "anthropic");
     const prompt = "write six words please";
     // The provider counts 17 input tokens (its own tokenizer, system framing): more than the estimate of 6.
     await scriptFake(stack.fakeAiUrl, deployments[0].key, { mode: "stream_cut", text: "one two three four five six", chunks: 2, usage: { input_tokens: 17 } });
 
-    const { data, response } = await client.chat.completions
-      .create({ model, messages: [{ role: "user", content: prompt }], max_tokens: 100, stream: true })
-      .withResponse();
-    const { text, error } = await collect(data);
+    const { text, error, response } = await streamed(client, { model, messages: [{ role: "user", content: prompt }], max_tokens: 100 });
     expect(text).toBe("one two three four ");
     expect(error).toBeInstanceOf(OpenAI.APIError);
 
@@ -193,22 +188,10 @@ describe("an Anthropic deployment behind the endpoint", () => {
   });
 
   it("a client that disconnects is charged message_start's input and what was streamed", async () => {
-    const { team, model, deployments, client } = await anthropicSetup();
+    const { team, model, deployments, client } = await setup(1, "anthropic");
     const words = Array.from({ length: 40 }, (_, i) => `word${i}`).join(" ");
     await scriptFake(stack.fakeAiUrl, deployments[0].key, { mode: "ok", text: words, chunks: 20, chunkDelayMs: 150, usage: { input_tokens: 23 } });
-    const abort = new AbortController();
-    const { data, response } = await client.chat.completions
-      .create({ model, messages: [{ role: "user", content: "count slowly" }], max_tokens: 500, stream: true }, { signal: abort.signal })
-      .withResponse();
-    let received = "";
-    try {
-      for await (const c of data) {
-        received += c.choices[0]?.delta?.content ?? "";
-        if (received) abort.abort();
-      }
-    } catch (err) {
-      expect(err).toBeInstanceOf(OpenAI.APIUserAbortError);
-    }
+    const { response } = await disconnectAfterFirstText(client, model);
     const job = await waitForJob(await jobOf(response.headers), ["succeeded", "failed", "canceled"], 10_000);
     expect(job.status).toBe("canceled");
     const [attempt] = await attemptsOf(job.id);

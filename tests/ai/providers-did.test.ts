@@ -3,23 +3,23 @@
 // after a submit timed out (paging the talk list), delete, and the finished-talk webhook.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createDidAdapter, DID_DEFAULT_VOICE } from "../../functions/_shared/ai/providers/did.ts";
-import { type AsyncSubmitRequest, type AsyncTask, type ProviderAdapter, ProviderError } from "../../functions/_shared/ai/types.ts";
-import { fakeCalls, rejection, scriptFake, type Step, startFakeAi } from "../helpers/fake-ai.ts";
+import { type AsyncSubmitRequest, type ProviderAdapter, type ProviderConnection, ProviderError } from "../../functions/_shared/ai/types.ts";
+import * as cases from "../helpers/adapter-cases.ts";
+import { fakeCalls, rejection, scriptFake, type Step, useFakeAi } from "../helpers/fake-ai.ts";
 
-let fake: Awaited<ReturnType<typeof startFakeAi>>;
+const fake = useFakeAi();
 let n = 0;
 // D-ID has no model field: the fake keys scripts by the talk's `name` ("did:<name>").
 const talkName = () => `talk-test-${++n}-${Math.random().toString(36).slice(2, 8)}`;
-const key = () => `att_${n}_${Math.random().toString(36).slice(2, 10)}`;
 const API_KEY = "dXNlckBwbGludGgudGVzdA:secret";
 
-function adapter(opts: { timeoutMs?: number } = {}): ProviderAdapter {
-  return createDidAdapter({ id: "did", kind: "did", baseUrl: `${fake.url}/did`, apiKey: API_KEY, timeoutMs: opts.timeoutMs ?? 3_000 });
+function adapter(over: Partial<ProviderConnection> = {}): ProviderAdapter {
+  return createDidAdapter(cases.fakeConnection(fake, "did", "/did", API_KEY, { timeoutMs: 3_000, ...over }));
 }
 
-function request(name: string, k = key(), input: Record<string, unknown> = {}): AsyncSubmitRequest {
+function request(name: string, k = cases.attemptKey(), input: Record<string, unknown> = {}): AsyncSubmitRequest {
   return {
     model: "talks",
     idempotencyKey: k,
@@ -27,30 +27,14 @@ function request(name: string, k = key(), input: Record<string, unknown> = {}): 
   };
 }
 
-async function until(a: ProviderAdapter, id: string, done: (t: AsyncTask) => boolean): Promise<AsyncTask> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const t = await a.get!(id);
-    if (done(t)) return t;
-    if (Date.now() > deadline) throw new Error(`talk ${id} still ${t.status}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-beforeAll(async () => {
-  fake = await startFakeAi();
-});
-
-afterAll(async () => {
-  await fake?.close();
-});
+const talks: cases.TaskTarget = { fake, adapter, name: talkName, key: (name) => `did:${name}`, request };
 
 describe("d-id: lifecycle", () => {
   it("creates a talk from a photo and a text script, polls created → started → done with result_url and duration", async () => {
     const name = talkName();
     await scriptFake(fake.url, `did:${name}`, { mode: "ok", pollsUntilDone: 2, durationSeconds: 4.25 });
     const a = adapter();
-    const k = key();
+    const k = cases.attemptKey();
     const t = await a.submit!(request(name, k));
     expect(t.status).toBe("queued");
     expect(t.providerTaskId).toMatch(/^tlk_/);
@@ -77,16 +61,16 @@ describe("d-id: lifecycle", () => {
   it("sends an audio script when the input has audio, and the default voice otherwise", async () => {
     const a = adapter();
     const audio = talkName();
-    await a.submit!(request(audio, key(), { audio_url: "https://files.plinth.test/voice.mp3" }));
+    await a.submit!(request(audio, cases.attemptKey(), { audio_url: "https://files.plinth.test/voice.mp3" }));
     expect(((await fakeCalls(fake.url, `did:${audio}`))[0].body as any).script).toEqual({ type: "audio", audio_url: "https://files.plinth.test/voice.mp3" });
     const plain = talkName();
-    await a.submit!(request(plain, key(), { script: { text: "Hi" } }));
+    await a.submit!(request(plain, cases.attemptKey(), { script: { text: "Hi" } }));
     expect(((await fakeCalls(fake.url, `did:${plain}`))[0].body as any).script).toEqual({ type: "text", input: "Hi", provider: { type: "microsoft", voice_id: DID_DEFAULT_VOICE } });
   });
 
   it("refuses a talk without a script before calling", async () => {
     const name = talkName();
-    const err = (await rejection(adapter().submit!(request(name, key(), { script: undefined })))) as ProviderError;
+    const err = (await rejection(adapter().submit!(request(name, cases.attemptKey(), { script: undefined })))) as ProviderError;
     expect(err).toMatchObject({ errorClass: "bad_request", details: { code: "missing_script" } });
     expect(await fakeCalls(fake.url, `did:${name}`)).toHaveLength(0);
   });
@@ -98,36 +82,27 @@ describe("d-id: lifecycle", () => {
 
 describe("d-id: rejected vs error", () => {
   it("rejected is a refusal (content_policy)", async () => {
-    const name = talkName();
-    await scriptFake(fake.url, `did:${name}`, { mode: "refuse", pollsUntilDone: 1 });
-    const a = adapter();
-    const t = await a.submit!(request(name));
+    const { a, task: t } = await cases.submitScripted(talks, { mode: "refuse", pollsUntilDone: 1 });
     const done = await a.get!(t.providerTaskId);
     expect(done).toMatchObject({ status: "refused", error: { errorClass: "content_policy" } });
     expect(done.outputs).toBeUndefined();
   });
 
   it("error is failed with class server", async () => {
-    const name = talkName();
-    await scriptFake(fake.url, `did:${name}`, { mode: "fail", pollsUntilDone: 2 });
-    const a = adapter();
-    const t = await a.submit!(request(name));
+    const { a, task: t } = await cases.submitScripted(talks, { mode: "fail", pollsUntilDone: 2 });
     await a.get!(t.providerTaskId);
     const done = await a.get!(t.providerTaskId);
     expect(done).toMatchObject({ status: "failed", error: { code: "InternalServerError", errorClass: "server" } });
   });
 
   it("an error whose kind names the input (no face) is bad_request", async () => {
-    const name = talkName();
-    await scriptFake(fake.url, `did:${name}`, { mode: "fail", pollsUntilDone: 1, kind: "FaceError", description: "Failed to detect a face" });
-    const a = adapter();
-    const t = await a.submit!(request(name));
+    const { a, task: t } = await cases.submitScripted(talks, { mode: "fail", pollsUntilDone: 1, kind: "FaceError", description: "Failed to detect a face" });
     expect(await a.get!(t.providerTaskId)).toMatchObject({ status: "failed", error: { code: "FaceError", message: "Failed to detect a face", errorClass: "bad_request" } });
   });
 });
 
 describe("d-id: HTTP errors", () => {
-  const cases: [Step, string, number, number | undefined][] = [
+  const errors: [Step, string, number, number | undefined][] = [
     [{ mode: "rate_limit", retryAfter: 30 }, "rate_limit", 429, 30_000],
     [{ mode: "server_error" }, "server", 500, undefined],
     [{ mode: "overloaded", retryAfter: 1 }, "overloaded", 503, 1_000],
@@ -136,14 +111,9 @@ describe("d-id: HTTP errors", () => {
     [{ mode: "not_found" }, "not_found", 404, undefined],
     [{ mode: "bad_request", status: 400 }, "bad_request", 400, undefined],
   ];
-  for (const [step, errorClass, status, retryAfterMs] of cases) {
+  for (const [step, errorClass, status, retryAfterMs] of errors) {
     it(`submit: ${step.mode} ${status} → ${errorClass}, one request`, async () => {
-      const name = talkName();
-      await scriptFake(fake.url, `did:${name}`, step);
-      const err = (await rejection(adapter().submit!(request(name)))) as ProviderError;
-      expect(err).toBeInstanceOf(ProviderError);
-      expect(err).toMatchObject({ errorClass, details: { status, retryAfterMs } });
-      expect(await fakeCalls(fake.url, `did:${name}`)).toHaveLength(1);
+      await cases.expectSubmitFailure(talks, step, { errorClass, status, retryAfterMs });
     });
   }
 
@@ -154,12 +124,7 @@ describe("d-id: HTTP errors", () => {
 
 describe("d-id: outcome unknown", () => {
   it("a submit that timed out is found by user_data across list pages, is the only talk, and completes", async () => {
-    const name = talkName();
-    await scriptFake(fake.url, `did:${name}`, { mode: "succeed_after_timeout" });
-    const a = adapter({ timeoutMs: 250 });
-    const k = key();
-    expect(((await rejection(a.submit!(request(name, k)))) as ProviderError).errorClass).toBe("timeout");
-    expect(await fakeCalls(fake.url, `did:${name}`)).toHaveLength(1);
+    const { a, k } = await cases.expectLostSubmit(talks);
 
     // Newer talks push ours off the first page.
     const other = talkName();
@@ -173,7 +138,7 @@ describe("d-id: outcome unknown", () => {
     expect(listCalls).toHaveLength(3);
     expect(listCalls[1].path).toMatch(/[?&]token=/);
 
-    const done = await until(a, found!.providerTaskId, (t) => t.status === "succeeded");
+    const done = await cases.pollTask(a, found!.providerTaskId, (t) => t.status === "succeeded");
     expect(done.outputs).toHaveLength(1);
 
     const all = (await (await fetch(`${fake.url}/did/talks?limit=100`, { headers: { authorization: `Basic ${API_KEY}` } })).json()) as { talks: { id: string; user_data?: string }[] };
@@ -181,32 +146,17 @@ describe("d-id: outcome unknown", () => {
   });
 
   it("finds nothing when the provider never created the talk", async () => {
-    const name = talkName();
-    await scriptFake(fake.url, `did:${name}`, { mode: "timeout" });
-    const a = adapter({ timeoutMs: 250 });
-    const k = key();
-    expect(((await rejection(a.submit!(request(name, k)))) as ProviderError).errorClass).toBe("timeout");
-    expect(await a.findByIdempotencyKey!(k)).toBeNull();
+    await cases.expectNothingFoundAfterLostSubmit(talks);
   });
 
   it("a failing list is an error, not a confirmed absence", async () => {
-    await scriptFake(fake.url, "did:list", { mode: "overloaded" });
-    expect(((await rejection(adapter().findByIdempotencyKey!(key()))) as ProviderError).errorClass).toBe("overloaded");
+    expect(await cases.lookupFailureClass(talks, "did:list", { mode: "overloaded" })).toBe("overloaded");
   });
 });
 
 describe("d-id: delete and webhook", () => {
   it("delete erases the talk and its video, and is idempotent", async () => {
-    const name = talkName();
-    await scriptFake(fake.url, `did:${name}`, { mode: "ok", pollsUntilDone: 1 });
-    const a = adapter();
-    const t = await a.submit!(request(name));
-    const done = await a.get!(t.providerTaskId);
-    expect((await fetch(done.outputs![0].url!)).status).toBe(200);
-    await a.delete!(t.providerTaskId);
-    expect((await fetch(done.outputs![0].url!)).status).toBe(404);
-    expect(((await rejection(a.get!(t.providerTaskId))) as ProviderError).errorClass).toBe("not_found");
-    await expect(a.delete!(t.providerTaskId)).resolves.toBeUndefined();
+    await cases.expectDeleteErases(talks);
   });
 
   it("POSTs the finished talk (with our user_data) to the webhook, twice under webhook_twice", async () => {
@@ -224,7 +174,7 @@ describe("d-id: delete and webhook", () => {
     try {
       const name = talkName();
       await scriptFake(fake.url, `did:${name}`, { mode: "webhook_twice", stepMs: 30 });
-      const k = key();
+      const k = cases.attemptKey();
       const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/functions/v1/webhooks/did`;
       const t = await adapter().submit!({ ...request(name, k), webhookUrl: url });
       expect(((await fakeCalls(fake.url, `did:${name}`))[0].body as any).webhook).toBe(url);

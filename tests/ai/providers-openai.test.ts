@@ -1,27 +1,15 @@
 // The OpenAI adapter through the real `openai` SDK against the fake OpenAI API: results and
 // usage exactly as the wire says, every error class, Retry-After, cut and failed streams,
 // timeouts without SDK-internal retries, base64 embeddings.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
 import { createOpenAIAdapter, decodeEmbedding } from "../../functions/_shared/ai/providers/openai.ts";
-import { type ChatStreamEvent, type ProviderConnection, ProviderError } from "../../functions/_shared/ai/types.ts";
-import type { FakeServer } from "../../scripts/fakes/lib/fake-server.ts";
-import { drain, fakeCalls, rejection, scriptFake, startFakeAi } from "../helpers/fake-ai.ts";
+import { type ProviderConnection, ProviderError } from "../../functions/_shared/ai/types.ts";
+import * as cases from "../helpers/adapter-cases.ts";
+import { fakeCalls, providerError, scriptFake, useFakeAi } from "../helpers/fake-ai.ts";
 
-let fake: FakeServer;
-beforeAll(async () => {
-  fake = await startFakeAi();
-});
-afterAll(() => fake.close());
-
-const conn = (over: Partial<ProviderConnection> = {}): ProviderConnection => ({
-  id: "openai",
-  kind: "openai",
-  baseUrl: `${fake.url}/openai/v1`,
-  apiKey: "sk-test-key",
-  timeoutMs: 5_000,
-  ...over,
-});
+const fake = useFakeAi();
+const conn = (over: Partial<ProviderConnection> = {}) => cases.fakeConnection(fake, "openai", "/openai/v1", "sk-test-key", over);
 const uniqueModel = (tag: string) => `gpt-test-${tag}-${randomUUID().slice(0, 8)}`;
 const key = (model: string) => `openai:${model}`;
 const chatReq = (model: string, extra: Record<string, unknown> = {}) => ({
@@ -33,13 +21,7 @@ const chatReq = (model: string, extra: Record<string, unknown> = {}) => ({
   maxTokens: 64,
   ...extra,
 });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function providerError(p: Promise<unknown>): Promise<ProviderError> {
-  const err = await rejection(p);
-  expect(err).toBeInstanceOf(ProviderError);
-  return err as ProviderError;
-}
+const chat = cases.chatTarget(fake, uniqueModel, key, (over) => createOpenAIAdapter(conn(over)), (model) => chatReq(model));
 
 describe("chat", () => {
   it("maps text, finish reason, exact usage (cached and reasoning) and the request id", async () => {
@@ -90,35 +72,27 @@ describe("chat", () => {
     ["tool_calls", "tool_calls"],
     ["stop", "stop"],
   ] as const)("maps finish_reason %s", async (wire, ours) => {
-    const model = uniqueModel("finish");
-    await scriptFake(fake.url, key(model), { mode: "ok", finishReason: wire });
-    expect((await createOpenAIAdapter(conn()).chat!(chatReq(model))).finishReason).toBe(ours);
+    expect((await cases.scriptedCall(chat, { mode: "ok", finishReason: wire })).finishReason).toBe(ours);
   });
 
   it("reports finish_reason content_filter as a result with its usage (the router records a refusal)", async () => {
-    const model = uniqueModel("filter");
-    await scriptFake(fake.url, key(model), { mode: "content_filter", usage: { prompt_tokens: 9, completion_tokens: 2 } });
-    const out = await createOpenAIAdapter(conn()).chat!(chatReq(model));
+    const out = await cases.scriptedCall(chat, { mode: "content_filter", usage: { prompt_tokens: 9, completion_tokens: 2 } });
     expect(out.finishReason).toBe("content_filter");
     expect(out.usage).toMatchObject({ inputTokens: 9, outputTokens: 2 });
   });
 
   it("keeps explicit zero usage as zeros, not as missing", async () => {
-    const model = uniqueModel("zero");
-    await scriptFake(fake.url, key(model), { mode: "zero_usage" });
-    const out = await createOpenAIAdapter(conn()).chat!(chatReq(model));
+    const out = await cases.scriptedCall(chat, { mode: "zero_usage" });
     expect(out.usage).toEqual({ inputTokens: 0, outputTokens: 0, cachedInputTokens: 0, reasoningTokens: 0 });
   });
 
   it("waits for a slow answer that is inside the timeout", async () => {
-    const model = uniqueModel("slow");
-    await scriptFake(fake.url, key(model), { mode: "slow", delayMs: 300, text: "eventually" });
-    expect((await createOpenAIAdapter(conn({ timeoutMs: 3_000 })).chat!(chatReq(model))).text).toBe("eventually");
+    expect((await cases.scriptedCall(chat, { mode: "slow", delayMs: 300, text: "eventually" }, { timeoutMs: 3_000 })).text).toBe("eventually");
   });
 });
 
 describe("chat errors", () => {
-  const cases: [string, Record<string, unknown>, string, number | undefined, string | undefined][] = [
+  const errors: [string, Record<string, unknown>, string, number | undefined, string | undefined][] = [
     ["rate_limit", {}, "rate_limit", 429, "rate_limit_exceeded"],
     ["quota", {}, "auth", 429, "insufficient_quota"],
     ["server_error", {}, "server", 500, "server_error"],
@@ -137,16 +111,9 @@ describe("chat errors", () => {
     ["error", { status: 400, type: "invalid_request_error", code: "content_filter" }, "content_policy", 400, "content_filter"],
   ];
 
-  it.each(cases)("%s %j → %s, in exactly one HTTP call", async (mode, opts, cls, status, code) => {
-    const model = uniqueModel("err");
-    await scriptFake(fake.url, key(model), { mode, requestId: "req_err_1", ...opts });
-    const err = await providerError(createOpenAIAdapter(conn()).chat!(chatReq(model)));
-    expect(err.errorClass).toBe(cls);
-    expect(err.details.status).toBe(status);
-    expect(err.details.code).toBe(code);
-    expect(err.details.providerRequestId).toBe("req_err_1");
-    // maxRetries 0: the SDK would otherwise retry 408/409/429/5xx by itself.
-    expect(await fakeCalls(fake.url, key(model))).toHaveLength(1);
+  // maxRetries 0: the SDK would otherwise retry 408/409/429/5xx by itself.
+  it.each(errors)("%s %j → %s, in exactly one HTTP call", async (mode, opts, errorClass, status, code) => {
+    await cases.expectFailureInOneCall(chat, { mode, requestId: "req_err_1", ...opts }, { errorClass, status, code, providerRequestId: "req_err_1" });
   });
 
   it.each([
@@ -155,40 +122,21 @@ describe("chat errors", () => {
     [{ retryAfter: 120 }, 120_000],
     [{ retryAfter: null }, undefined],
   ])("reads Retry-After %j as %s ms", async (opts, ms) => {
-    const model = uniqueModel("retry");
-    await scriptFake(fake.url, key(model), { mode: "rate_limit", ...opts });
-    const err = await providerError(createOpenAIAdapter(conn()).chat!(chatReq(model)));
-    expect(err.errorClass).toBe("rate_limit");
-    expect(err.details.retryAfterMs).toBe(ms);
+    await cases.expectRetryAfter(chat, opts, ms);
   });
 
   it("reads Retry-After as an HTTP date", async () => {
-    const model = uniqueModel("retrydate");
-    await scriptFake(fake.url, key(model), { mode: "rate_limit", retryAfter: new Date(Date.now() + 20_000).toUTCString() });
-    const err = await providerError(createOpenAIAdapter(conn()).chat!(chatReq(model)));
+    const err = await providerError(cases.scriptedCall(chat, { mode: "rate_limit", retryAfter: new Date(Date.now() + 20_000).toUTCString() }));
     expect(err.details.retryAfterMs).toBeGreaterThan(15_000);
     expect(err.details.retryAfterMs).toBeLessThanOrEqual(20_000);
   });
 
   it("times out as ProviderError(timeout) after one call and no retry", async () => {
-    const model = uniqueModel("timeout");
-    await scriptFake(fake.url, key(model), { mode: "timeout" });
-    const started = Date.now();
-    const err = await providerError(createOpenAIAdapter(conn({ timeoutMs: 300 })).chat!(chatReq(model)));
-    expect(err.errorClass).toBe("timeout");
-    expect(Date.now() - started).toBeLessThan(3_000);
-    await sleep(400); // a retry would have arrived by now
-    expect(await fakeCalls(fake.url, key(model))).toHaveLength(1);
+    await cases.expectTimeoutWithoutRetry(chat);
   });
 
   it("treats the caller's abort as a timeout", async () => {
-    const model = uniqueModel("abort");
-    await scriptFake(fake.url, key(model), { mode: "timeout" });
-    const ctrl = new AbortController();
-    setTimeout(() => ctrl.abort(), 100);
-    const err = await providerError(createOpenAIAdapter(conn()).chat!(chatReq(model), ctrl.signal));
-    expect(err.errorClass).toBe("timeout");
-    expect(err.message).toMatch(/aborted/);
+    expect((await cases.expectAbortAsTimeout(chat)).message).toMatch(/aborted/);
   });
 
   it("a dropped connection before any answer is a server error", async () => {
@@ -212,55 +160,29 @@ describe("chat errors", () => {
 
 describe("chat streams", () => {
   it("yields start, deltas, cumulative usage and done with exact usage", async () => {
-    const model = uniqueModel("stream");
-    const text = "one two three four five six";
-    await scriptFake(fake.url, key(model), {
-      mode: "ok",
-      text,
-      chunks: 3,
-      keepAlive: true,
-      requestId: "req_stream_1",
-      usage: { prompt_tokens: 50, completion_tokens: 6, prompt_tokens_details: { cached_tokens: 20 }, completion_tokens_details: { reasoning_tokens: 2 } },
-    });
-    const { events, error } = await drain(createOpenAIAdapter(conn()).chatStream!(chatReq(model)));
-    expect(error).toBeUndefined();
-    const usage = { inputTokens: 50, outputTokens: 6, cachedInputTokens: 20, reasoningTokens: 2 };
-    expect(events[0]).toEqual({ type: "start", providerRequestId: "req_stream_1", providerModel: model });
-    const deltas = events.filter((e) => e.type === "delta");
-    expect(deltas.length).toBe(3);
-    expect(deltas.map((d) => (d as { text: string }).text).join("")).toBe(text);
-    expect(events.filter((e) => e.type === "usage")).toEqual([{ type: "usage", usage }]);
-    expect(events.at(-1)).toEqual({ type: "done", finishReason: "stop", usage });
-    const [call] = await fakeCalls(fake.url, key(model));
+    const call = await cases.expectCompleteStream(
+      chat,
+      {
+        keepAlive: true,
+        requestId: "req_stream_1",
+        usage: { prompt_tokens: 50, completion_tokens: 6, prompt_tokens_details: { cached_tokens: 20 }, completion_tokens_details: { reasoning_tokens: 2 } },
+      },
+      { start: { providerRequestId: "req_stream_1" }, usage: { inputTokens: 50, outputTokens: 6, cachedInputTokens: 20, reasoningTokens: 2 } },
+    );
     expect(call.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
   });
 
   it("ends a finish_reason content_filter stream with done(content_filter)", async () => {
-    const model = uniqueModel("sfilter");
-    await scriptFake(fake.url, key(model), { mode: "content_filter", text: "partial answer" });
-    const { events } = await drain(createOpenAIAdapter(conn()).chatStream!(chatReq(model)));
+    const { events } = await cases.scriptedStream(chat, { mode: "content_filter", text: "partial answer" });
     expect(events.at(-1)).toMatchObject({ type: "done", finishReason: "content_filter" });
   });
 
   it.each([["destroy"], ["end"]])("a cut stream (%s) ends after its deltas without usage or done", async (cutMode) => {
-    const model = uniqueModel("cut");
-    const text = "alpha beta gamma delta epsilon zeta";
-    await scriptFake(fake.url, key(model), { mode: "stream_cut", chunks: 2, text, cutMode });
-    const { events, error } = await drain(createOpenAIAdapter(conn()).chatStream!(chatReq(model)));
-    expect(error).toBeUndefined();
-    const streamed = events.filter((e) => e.type === "delta").map((e) => (e as { text: string }).text).join("");
-    expect(events.filter((e) => e.type === "delta")).toHaveLength(2);
-    expect(text.startsWith(streamed) && streamed.length > 0 && streamed.length < text.length).toBe(true);
-    expect(events.some((e) => e.type === "done" || e.type === "usage")).toBe(false);
+    await cases.expectCutStream(chat, cutMode);
   });
 
   it("a mid-stream error event throws ProviderError after the deltas", async () => {
-    const model = uniqueModel("serr");
-    await scriptFake(fake.url, key(model), { mode: "stream_error", chunks: 1, text: "first second third", requestId: "req_serr" });
-    const { events, error } = await drain(createOpenAIAdapter(conn()).chatStream!(chatReq(model)));
-    expect(events.filter((e) => e.type === "delta")).toHaveLength(1);
-    expect(error).toBeInstanceOf(ProviderError);
-    const e = error as ProviderError;
+    const e = await cases.expectMidStreamError(chat, { text: "first second third", requestId: "req_serr" });
     expect(e.errorClass).toBe("server");
     expect(e.details.status).toBeUndefined();
     expect(e.details.code).toBe("server_error");
@@ -268,39 +190,19 @@ describe("chat streams", () => {
   });
 
   it("classifies a mid-stream error by its type", async () => {
-    const model = uniqueModel("serr2");
-    await scriptFake(fake.url, key(model), { mode: "stream_error", chunks: 1, errorType: "rate_limit_exceeded" });
-    const { error } = await drain(createOpenAIAdapter(conn()).chatStream!(chatReq(model)));
-    expect((error as ProviderError).errorClass).toBe("rate_limit");
+    expect((await cases.expectMidStreamError(chat, { errorType: "rate_limit_exceeded" })).errorClass).toBe("rate_limit");
   });
 
   it("a stream request that gets no answer times out once, without retry", async () => {
-    const model = uniqueModel("stimeout");
-    await scriptFake(fake.url, key(model), { mode: "timeout" });
-    const { events, error } = await drain(createOpenAIAdapter(conn({ timeoutMs: 300 })).chatStream!(chatReq(model)));
-    expect(events).toEqual([]);
-    expect((error as ProviderError).errorClass).toBe("timeout");
-    await sleep(400);
-    expect(await fakeCalls(fake.url, key(model))).toHaveLength(1);
+    await cases.expectStreamTimeoutWithoutRetry(chat);
   });
 
   it("a stream that stalls after its headers times out instead of hanging", async () => {
-    const model = uniqueModel("stall");
-    await scriptFake(fake.url, key(model), { mode: "ok", chunkDelayMs: 2_000 });
-    const started = Date.now();
-    const { events, error } = await drain(createOpenAIAdapter(conn({ timeoutMs: 300 })).chatStream!(chatReq(model)));
-    expect(Date.now() - started).toBeLessThan(1_900);
-    expect(events.map((e: ChatStreamEvent) => e.type)).toEqual(["start"]);
-    expect((error as ProviderError).errorClass).toBe("timeout");
-    expect(await fakeCalls(fake.url, key(model))).toHaveLength(1);
+    await cases.expectStalledStreamTimeout(chat);
   });
 
   it("maps an error status on a stream request", async () => {
-    const model = uniqueModel("s429");
-    await scriptFake(fake.url, key(model), { mode: "rate_limit", retryAfter: 2 });
-    const { events, error } = await drain(createOpenAIAdapter(conn()).chatStream!(chatReq(model)));
-    expect(events).toEqual([]);
-    expect(error).toMatchObject({ errorClass: "rate_limit", details: { status: 429, retryAfterMs: 2_000 } });
+    await cases.expectStreamRefused(chat, { mode: "rate_limit", retryAfter: 2 }, { errorClass: "rate_limit", details: { status: 429, retryAfterMs: 2_000 } });
   });
 });
 

@@ -3,54 +3,32 @@
 // retry inside the SDK, the "outcome unknown" lookup by idempotency key, and cancel.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createReplicateAdapter, replicateInput, REPLICATE_ATTEMPT_PARAM } from "../../functions/_shared/ai/providers/replicate.ts";
-import { type AsyncTask, type ProviderAdapter, ProviderError } from "../../functions/_shared/ai/types.ts";
-import { fakeCalls, rejection, scriptFake, startFakeAi } from "../helpers/fake-ai.ts";
+import { type AsyncSubmitRequest, type AsyncTask, type ProviderAdapter, type ProviderConnection, ProviderError } from "../../functions/_shared/ai/types.ts";
+import * as cases from "../helpers/adapter-cases.ts";
+import { fakeCalls, rejection, scriptFake, useFakeAi } from "../helpers/fake-ai.ts";
 
-let fake: Awaited<ReturnType<typeof startFakeAi>>;
+const fake = useFakeAi();
 let n = 0;
 const model = (name = "img") => `plinth-test/${name}-${++n}-${Math.random().toString(36).slice(2, 8)}`;
-const key = () => `att_${n}_${Math.random().toString(36).slice(2, 10)}`;
 const HOOK = "https://hooks.plinth.test/functions/v1/webhooks/replicate";
 
-function adapter(opts: { timeoutMs?: number; fetch?: typeof fetch; baseUrl?: string } = {}): ProviderAdapter {
-  return createReplicateAdapter({
-    id: "replicate",
-    kind: "replicate",
-    baseUrl: opts.baseUrl ?? `${fake.url}/replicate/v1`,
-    apiKey: "r8_test_token",
-    timeoutMs: opts.timeoutMs ?? 3_000,
-    fetch: opts.fetch,
-  });
+function adapter(over: Partial<ProviderConnection> = {}): ProviderAdapter {
+  return createReplicateAdapter(cases.fakeConnection(fake, "replicate", "/replicate/v1", "r8_test_token", { timeoutMs: 3_000, ...over }));
 }
 
-async function until(a: ProviderAdapter, id: string, done: (t: AsyncTask) => boolean, timeoutMs = 5_000): Promise<AsyncTask> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const t = await a.get!(id);
-    if (done(t)) return t;
-    if (Date.now() > deadline) throw new Error(`task ${id} still ${t.status}`);
-    await new Promise((r) => setTimeout(r, 40));
-  }
-}
+const request = (m: string, k = cases.attemptKey(), input: Record<string, unknown> = { prompt: "x" }): AsyncSubmitRequest => ({ model: m, input, idempotencyKey: k, webhookUrl: HOOK });
+const predictions: cases.TaskTarget = { fake, adapter, name: model, key: (m) => `replicate:${m}`, request };
 
 const terminal = (t: AsyncTask) => ["succeeded", "failed", "refused", "canceled"].includes(t.status);
-
-beforeAll(async () => {
-  fake = await startFakeAi();
-});
-
-afterAll(async () => {
-  await fake?.close();
-});
 
 describe("replicate: lifecycle", () => {
   it("submits a prediction, polls it through processing and reads outputs, progress and compute seconds", async () => {
     const m = model();
     await scriptFake(fake.url, `replicate:${m}`, { mode: "ok", clock: "poll", progress: [0.25, 0.75], predictTime: 2.25 });
     const a = adapter();
-    const k = key();
+    const k = cases.attemptKey();
     const submitted = await a.submit!({
       model: m,
       input: { prompt: "a golden retriever", image_url: "https://files.plinth.test/face.png", duration_seconds: 5, ratio: "16:9", seed: 7 },
@@ -92,7 +70,7 @@ describe("replicate: lifecycle", () => {
     const m = `${model("vid")}:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa`;
     await scriptFake(fake.url, `replicate:${m}`, { mode: "ok", clock: "poll", pollsUntilDone: 1, outputType: "mp4" });
     const a = adapter();
-    const t = await a.submit!({ model: m, input: { prompt: "waves" }, idempotencyKey: key(), webhookUrl: HOOK });
+    const t = await a.submit!(request(m, cases.attemptKey(), { prompt: "waves" }));
     const [create] = await fakeCalls(fake.url, `replicate:${m}`);
     expect(create.path).toBe("/replicate/v1/predictions");
     expect((create.body as any).version).toBe(m);
@@ -111,7 +89,7 @@ describe("replicate: lifecycle", () => {
 
   it("refuses to submit without a webhook URL (it carries the idempotency key) and sends nothing", async () => {
     const m = model();
-    const err = await rejection(adapter().submit!({ model: m, input: { prompt: "x" }, idempotencyKey: key() }));
+    const err = await rejection(adapter().submit!({ model: m, input: { prompt: "x" }, idempotencyKey: cases.attemptKey() }));
     expect(err).toBeInstanceOf(ProviderError);
     expect((err as ProviderError).errorClass).toBe("bad_request");
     expect((err as ProviderError).details.code).toBe("webhook_required");
@@ -119,17 +97,14 @@ describe("replicate: lifecycle", () => {
   });
 
   it("rejects a malformed model ref before any call", async () => {
-    const err = (await rejection(adapter().submit!({ model: "no-owner", input: {}, idempotencyKey: key(), webhookUrl: HOOK }))) as ProviderError;
+    const err = (await rejection(adapter().submit!({ model: "no-owner", input: {}, idempotencyKey: cases.attemptKey(), webhookUrl: HOOK }))) as ProviderError;
     expect(err.errorClass).toBe("bad_request");
   });
 });
 
 describe("replicate: refused vs failed", () => {
   it("an NSFW failure is a refusal (content_policy)", async () => {
-    const m = model();
-    await scriptFake(fake.url, `replicate:${m}`, { mode: "refuse", clock: "poll", pollsUntilDone: 1 });
-    const a = adapter();
-    const t = await a.submit!({ model: m, input: { prompt: "x" }, idempotencyKey: key(), webhookUrl: HOOK });
+    const { a, task: t } = await cases.submitScripted(predictions, { mode: "refuse", clock: "poll", pollsUntilDone: 1 });
     const done = await a.get!(t.providerTaskId);
     expect(done.status).toBe("refused");
     expect(done.error).toMatchObject({ errorClass: "content_policy", message: expect.stringContaining("NSFW") });
@@ -145,16 +120,13 @@ describe("replicate: refused vs failed", () => {
       error: "The input or output was flagged as sensitive. Please try again with different inputs. (E005)",
     });
     const a = adapter();
-    const t = await a.submit!({ model: m, input: { prompt: "x" }, idempotencyKey: key(), webhookUrl: HOOK });
+    const t = await a.submit!(request(m));
     const done = await a.get!(t.providerTaskId);
     expect(done).toMatchObject({ status: "refused", error: { code: "E005", errorClass: "content_policy" } });
   });
 
   it("any other failure is failed with class server, and keeps its compute seconds", async () => {
-    const m = model();
-    await scriptFake(fake.url, `replicate:${m}`, { mode: "fail", clock: "poll", pollsUntilDone: 2, predictTime: 0.75 });
-    const a = adapter();
-    const t = await a.submit!({ model: m, input: { prompt: "x" }, idempotencyKey: key(), webhookUrl: HOOK });
+    const { a, task: t } = await cases.submitScripted(predictions, { mode: "fail", clock: "poll", pollsUntilDone: 2, predictTime: 0.75 });
     expect((await a.get!(t.providerTaskId)).status).toBe("running");
     const done = await a.get!(t.providerTaskId);
     expect(done.status).toBe("failed");
@@ -164,7 +136,7 @@ describe("replicate: refused vs failed", () => {
 });
 
 describe("replicate: HTTP errors are classified and never retried inside the SDK", () => {
-  const cases: [string, Record<string, unknown>, string, number][] = [
+  const errors: [string, Record<string, unknown>, string, number][] = [
     ["rate_limit", { retryAfter: 7 }, "rate_limit", 429],
     ["server_error", {}, "server", 500],
     ["overloaded", { retryAfter: 3 }, "overloaded", 503],
@@ -172,33 +144,23 @@ describe("replicate: HTTP errors are classified and never retried inside the SDK
     ["not_found", {}, "not_found", 404],
     ["bad_request", {}, "bad_request", 422],
   ];
-  for (const [mode, opts, errorClass, status] of cases) {
+  for (const [mode, opts, errorClass, status] of errors) {
+    // One request: the SDK retries a 429 POST up to 5 times on its own; the adapter must not let it.
     it(`submit: ${mode} → ${errorClass} after exactly one request`, async () => {
-      const m = model();
-      await scriptFake(fake.url, `replicate:${m}`, { mode, ...opts });
-      const err = (await rejection(adapter().submit!({ model: m, input: { prompt: "x" }, idempotencyKey: key(), webhookUrl: HOOK }))) as ProviderError;
-      expect(err).toBeInstanceOf(ProviderError);
-      expect(err.errorClass).toBe(errorClass);
-      expect(err.details.status).toBe(status);
-      if (opts.retryAfter !== undefined) expect(err.details.retryAfterMs).toBe(Number(opts.retryAfter) * 1000);
-      else expect(err.details.retryAfterMs).toBeUndefined();
-      // The SDK retries a 429 POST up to 5 times on its own; the adapter must not let it.
-      expect(await fakeCalls(fake.url, `replicate:${m}`)).toHaveLength(1);
+      const retryAfterMs = opts.retryAfter === undefined ? undefined : Number(opts.retryAfter) * 1000;
+      await cases.expectSubmitFailure(predictions, { mode, ...opts }, { errorClass, status, retryAfterMs });
     });
   }
 
   it("a 422 that reports a safety refusal is content_policy", async () => {
     const m = model();
     await scriptFake(fake.url, `replicate:${m}`, { mode: "bad_request", message: "Input flagged by the safety checker" });
-    const err = (await rejection(adapter().submit!({ model: m, input: { prompt: "x" }, idempotencyKey: key(), webhookUrl: HOOK }))) as ProviderError;
+    const err = (await rejection(adapter().submit!(request(m)))) as ProviderError;
     expect(err.errorClass).toBe("content_policy");
   });
 
   it("get: a 500 and a 429 are one request each (the SDK retries GETs on both)", async () => {
-    const m = model();
-    await scriptFake(fake.url, `replicate:${m}`, { mode: "ok", clock: "poll" });
-    const a = adapter();
-    const t = await a.submit!({ model: m, input: { prompt: "x" }, idempotencyKey: key(), webhookUrl: HOOK });
+    const { a, name: m, task: t } = await cases.submitScripted(predictions, { mode: "ok", clock: "poll" });
     await scriptFake(fake.url, `replicate:${m}:task`, [{ mode: "server_error" }, { mode: "rate_limit", retryAfter: 1 }]);
     const e1 = (await rejection(a.get!(t.providerTaskId))) as ProviderError;
     expect(e1.errorClass).toBe("server");
@@ -226,7 +188,7 @@ describe("replicate: HTTP errors are classified and never retried inside the SDK
       return fetch(input, init);
     };
     const err = (await rejection(
-      adapter({ baseUrl: `http://127.0.0.1:${port}/v1`, fetch: counting }).submit!({ model: model(), input: {}, idempotencyKey: key(), webhookUrl: HOOK }),
+      adapter({ baseUrl: `http://127.0.0.1:${port}/v1`, fetch: counting }).submit!({ model: model(), input: {}, idempotencyKey: cases.attemptKey(), webhookUrl: HOOK }),
     )) as ProviderError;
     expect(err).toMatchObject({ errorClass: "timeout", details: { code: "network_error" } });
     expect(attempts).toBe(1);
@@ -237,7 +199,7 @@ describe("replicate: HTTP errors are classified and never retried inside the SDK
     await scriptFake(fake.url, `replicate:${m}`, { mode: "timeout" });
     const ctl = new AbortController();
     setTimeout(() => ctl.abort(), 100);
-    const err = (await rejection(adapter({ timeoutMs: 5_000 }).submit!({ model: m, input: {}, idempotencyKey: key(), webhookUrl: HOOK }, ctl.signal))) as ProviderError;
+    const err = (await rejection(adapter({ timeoutMs: 5_000 }).submit!({ model: m, input: {}, idempotencyKey: cases.attemptKey(), webhookUrl: HOOK }, ctl.signal))) as ProviderError;
     expect(err).toMatchObject({ errorClass: "timeout", details: { code: "aborted" } });
     expect(await fakeCalls(fake.url, `replicate:${m}`)).toHaveLength(1);
   });
@@ -245,19 +207,12 @@ describe("replicate: HTTP errors are classified and never retried inside the SDK
 
 describe("replicate: outcome unknown", () => {
   it("a submit that timed out is found by its key, is the only prediction made, and completes", async () => {
-    const m = model();
-    await scriptFake(fake.url, `replicate:${m}`, { mode: "succeed_after_timeout", stepMs: 60 });
-    const a = adapter({ timeoutMs: 300 });
-    const k = key();
-    const err = (await rejection(a.submit!({ model: m, input: { prompt: "late" }, idempotencyKey: k, webhookUrl: HOOK }))) as ProviderError;
-    expect(err).toBeInstanceOf(ProviderError);
-    expect(err.errorClass).toBe("timeout");
     // One POST: the SDK's retry loop swallows the timeout and would otherwise send it again.
-    expect(await fakeCalls(fake.url, `replicate:${m}`)).toHaveLength(1);
+    const { a, name: m, k } = await cases.expectLostSubmit(predictions, { timeoutMs: 300, step: { stepMs: 60 }, input: { prompt: "late" } });
 
     const found = await a.findByIdempotencyKey!(k);
     expect(found).not.toBeNull();
-    const done = await until(a, found!.providerTaskId, terminal);
+    const done = await cases.pollTask(a, found!.providerTaskId, terminal, { everyMs: 40 });
     expect(done.status).toBe("succeeded");
     expect(done.outputs).toHaveLength(1);
 
@@ -268,18 +223,12 @@ describe("replicate: outcome unknown", () => {
   });
 
   it("finds nothing when the provider never created the prediction", async () => {
-    const m = model();
-    await scriptFake(fake.url, `replicate:${m}`, { mode: "timeout" });
-    const a = adapter({ timeoutMs: 250 });
-    const k = key();
-    const err = (await rejection(a.submit!({ model: m, input: { prompt: "lost" }, idempotencyKey: k, webhookUrl: HOOK }))) as ProviderError;
-    expect(err.errorClass).toBe("timeout");
-    expect(await a.findByIdempotencyKey!(k)).toBeNull();
+    await cases.expectNothingFoundAfterLostSubmit(predictions);
   });
 
   it("pages through the list (newest first) to find an older prediction", async () => {
     const a = adapter();
-    const keys = [key(), key(), key()];
+    const keys = [cases.attemptKey(), cases.attemptKey(), cases.attemptKey()];
     const ids: string[] = [];
     for (const k of keys) {
       const m = model();
@@ -294,18 +243,13 @@ describe("replicate: outcome unknown", () => {
   });
 
   it("a failing list is an error, not a confirmed absence", async () => {
-    await scriptFake(fake.url, "replicate:list", { mode: "server_error" });
-    const err = (await rejection(adapter().findByIdempotencyKey!(key()))) as ProviderError;
-    expect(err.errorClass).toBe("server");
+    expect(await cases.lookupFailureClass(predictions, "replicate:list", { mode: "server_error" })).toBe("server");
   });
 });
 
 describe("replicate: cancel", () => {
   it("cancels a running prediction", async () => {
-    const m = model();
-    await scriptFake(fake.url, `replicate:${m}`, { mode: "ok", clock: "poll", pollsUntilDone: 5 });
-    const a = adapter();
-    const t = await a.submit!({ model: m, input: { prompt: "x" }, idempotencyKey: key(), webhookUrl: HOOK });
+    const { a, name: m, task: t } = await cases.submitScripted(predictions, { mode: "ok", clock: "poll", pollsUntilDone: 5 });
     expect((await a.get!(t.providerTaskId)).status).toBe("running");
     await a.cancel!(t.providerTaskId);
     const calls = await fakeCalls(fake.url, `replicate:${m}:task`);

@@ -1,38 +1,25 @@
 // The Stability adapter (plain fetch, multipart) against the fake v2beta stable-image API:
 // endpoint per model, form fields, n requests for n images, CONTENT_FILTERED on a 200, error
 // bodies by status, Retry-After, timeouts.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
 import { aspectRatio, createStabilityAdapter, stabilityEndpoint } from "../../functions/_shared/ai/providers/stability.ts";
-import { type ImageRequest, type ProviderConnection, ProviderError } from "../../functions/_shared/ai/types.ts";
-import type { FakeServer } from "../../scripts/fakes/lib/fake-server.ts";
-import { fakeCalls, rejection, resetFake, scriptFake, startFakeAi } from "../helpers/fake-ai.ts";
+import type { ImageRequest, ImageResult, ProviderConnection } from "../../functions/_shared/ai/types.ts";
+import * as cases from "../helpers/adapter-cases.ts";
+import { fakeCalls, providerError, resetFake, scriptFake, useFakeAi } from "../helpers/fake-ai.ts";
 
-let fake: FakeServer;
-beforeAll(async () => {
-  fake = await startFakeAi();
-});
-afterAll(() => fake.close());
-
+const fake = useFakeAi();
 const PNG = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-const conn = (over: Partial<ProviderConnection> = {}): ProviderConnection => ({
-  id: "stability",
-  kind: "stability",
-  baseUrl: `${fake.url}/stability`,
-  apiKey: "sk-stab-test",
-  timeoutMs: 5_000,
-  ...over,
-});
+const conn = (over: Partial<ProviderConnection> = {}) => cases.fakeConnection(fake, "stability", "/stability", "sk-stab-test", over);
 const uniqueModel = (tag: string) => `sd3.5-${tag}-${randomUUID().slice(0, 8)}`;
 const key = (model: string) => `stability:${model}`;
 const req = (model: string, extra: Partial<ImageRequest> = {}): ImageRequest => ({ model, prompt: "a lighthouse at dusk", n: 1, size: "1024x1024", ...extra });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function providerError(p: Promise<unknown>): Promise<ProviderError> {
-  const err = await rejection(p);
-  expect(err).toBeInstanceOf(ProviderError);
-  return err as ProviderError;
-}
+const image: cases.CallTarget<ImageResult> = {
+  fake,
+  model: uniqueModel,
+  key,
+  call: (model, over, signal) => createStabilityAdapter(conn(over)).image!(req(model), signal),
+};
 
 describe("generate", () => {
   it("posts multipart to /sd3 with the model field and returns the PNG bytes", async () => {
@@ -118,7 +105,7 @@ describe("generate", () => {
 });
 
 describe("errors", () => {
-  const cases: [string, Record<string, unknown>, string, number, string][] = [
+  const errors: [string, Record<string, unknown>, string, number, string][] = [
     ["content_policy", {}, "content_policy", 403, "content_moderation"],
     ["rate_limit", {}, "rate_limit", 429, "rate_limit_exceeded"],
     ["server_error", {}, "server", 500, "internal_error"],
@@ -131,21 +118,13 @@ describe("errors", () => {
     ["error", { status: 422, name: "invalid_language" }, "bad_request", 422, "invalid_language"],
   ];
 
-  it.each(cases)("%s %j → %s", async (mode, opts, cls, status, code) => {
-    const model = uniqueModel("err");
-    await scriptFake(fake.url, key(model), { mode, requestId: "stab-err", ...opts });
-    const err = await providerError(createStabilityAdapter(conn()).image!(req(model)));
-    expect(err.errorClass).toBe(cls);
-    expect(err.details).toMatchObject({ status, code, providerRequestId: "stab-err" });
+  it.each(errors)("%s %j → %s", async (mode, opts, errorClass, status, code) => {
+    const err = await cases.expectFailureInOneCall(image, { mode, requestId: "stab-err", ...opts }, { errorClass, status, code, providerRequestId: "stab-err" });
     expect(err.message.length).toBeGreaterThan(0);
-    expect(await fakeCalls(fake.url, key(model))).toHaveLength(1);
   });
 
   it("reads Retry-After on a 429", async () => {
-    const model = uniqueModel("retry");
-    await scriptFake(fake.url, key(model), { mode: "rate_limit", retryAfter: 3 });
-    const err = await providerError(createStabilityAdapter(conn()).image!(req(model)));
-    expect(err.details.retryAfterMs).toBe(3_000);
+    await cases.expectRetryAfter(image, { retryAfter: 3 }, 3_000);
   });
 
   it("stops at the first failure of n", async () => {
@@ -157,25 +136,11 @@ describe("errors", () => {
   });
 
   it("times out once (conn.timeoutMs), without retry", async () => {
-    const model = uniqueModel("timeout");
-    await scriptFake(fake.url, key(model), { mode: "timeout" });
-    const started = Date.now();
-    const err = await providerError(createStabilityAdapter(conn({ timeoutMs: 300 })).image!(req(model)));
-    expect(err.errorClass).toBe("timeout");
-    expect(err.message).toMatch(/300 ms/);
-    expect(Date.now() - started).toBeLessThan(3_000);
-    await sleep(300);
-    expect(await fakeCalls(fake.url, key(model))).toHaveLength(1);
+    expect((await cases.expectTimeoutWithoutRetry(image)).message).toMatch(/300 ms/);
   });
 
   it("stops when the caller aborts", async () => {
-    const model = uniqueModel("abort");
-    await scriptFake(fake.url, key(model), { mode: "timeout" });
-    const ctrl = new AbortController();
-    setTimeout(() => ctrl.abort(), 100);
-    const err = await providerError(createStabilityAdapter(conn()).image!(req(model), ctrl.signal));
-    expect(err.errorClass).toBe("timeout");
-    expect(err.message).toMatch(/aborted by the caller/);
+    expect((await cases.expectAbortAsTimeout(image)).message).toMatch(/aborted by the caller/);
   });
 
   it("a refused connection is a server error", async () => {

@@ -8,9 +8,10 @@ import Replicate, { validateWebhook } from "replicate";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { attemptKeyFromWebhookUrl, createReplicateAdapter, replicatePredictionToTask } from "../../functions/_shared/ai/providers/replicate.ts";
 import { ReplicateWebhookError, verifyReplicateWebhook } from "../../functions/_shared/ai/providers/replicate-webhook.ts";
-import type { AsyncTask, ProviderAdapter } from "../../functions/_shared/ai/types.ts";
+import type { ProviderAdapter } from "../../functions/_shared/ai/types.ts";
 import { signOne } from "../../functions/_shared/webhooks/signature.ts";
-import { scriptFake, type Step, startFakeAi } from "../helpers/fake-ai.ts";
+import { attemptKey as key, fakeConnection, pollTask } from "../helpers/adapter-cases.ts";
+import { scriptFake, type Step, useFakeAi } from "../helpers/fake-ai.ts";
 
 interface Received {
   url: URL;
@@ -19,7 +20,7 @@ interface Received {
   at: number;
 }
 
-let fake: Awaited<ReturnType<typeof startFakeAi>>;
+const fake = useFakeAi();
 let receiver: http.Server;
 let hookBase: string;
 let received: Received[] = [];
@@ -28,10 +29,9 @@ let secret: string;
 let n = 0;
 
 const model = () => `plinth-test/hook-${++n}-${Math.random().toString(36).slice(2, 8)}`;
-const key = () => `att_${n}_${Math.random().toString(36).slice(2, 10)}`;
 
 function adapter(): ProviderAdapter {
-  return createReplicateAdapter({ id: "replicate", kind: "replicate", baseUrl: `${fake.url}/replicate/v1`, apiKey: "r8_test_token", timeoutMs: 3_000 });
+  return createReplicateAdapter(fakeConnection(fake, "replicate", "/replicate/v1", "r8_test_token", { timeoutMs: 3_000 }));
 }
 
 /** Deliveries for one attempt key (the receiver sees every test's deliveries). */
@@ -46,18 +46,7 @@ async function waitFor(pred: () => boolean, timeoutMs = 5_000): Promise<void> {
   }
 }
 
-async function until(a: ProviderAdapter, id: string, done: (t: AsyncTask) => boolean): Promise<AsyncTask> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const t = await a.get!(id);
-    if (done(t)) return t;
-    if (Date.now() > deadline) throw new Error(`task ${id} still ${t.status}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 beforeAll(async () => {
-  fake = await startFakeAi();
   receiver = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -85,7 +74,6 @@ beforeEach(() => {
 afterAll(async () => {
   receiver?.closeAllConnections();
   await new Promise<void>((r) => receiver?.close(() => r()));
-  await fake?.close();
 });
 
 async function submit(mode: Step = { mode: "ok" }, k = key()): Promise<{ id: string; k: string }> {
@@ -231,7 +219,7 @@ describe("replicate webhooks: redelivery, duplicates, late arrival", () => {
   it("webhook_late: a poll sees the end before the completed webhook arrives", async () => {
     const { id, k } = await submit({ mode: "webhook_late", webhookDelayMs: 1200 });
     const a = adapter();
-    const done = await until(a, id, (t) => t.status === "succeeded");
+    const done = await pollTask(a, id, (t) => t.status === "succeeded");
     const seenAt = Date.now();
     expect(done.status).toBe("succeeded");
     const isCompleted = (r: Received) => statusOf(r) === "succeeded";

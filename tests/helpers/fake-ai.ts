@@ -1,9 +1,29 @@
 // The AI fakes' control API (scripts/fakes/lib/fake-server.ts): queue scripted steps for a key
-// ("<provider>:<model>"), read the requests a key received, forget a key.
-import type { RecordedCall, Step } from "../../scripts/fakes/lib/fake-server.ts";
+// ("<provider>:<model>"), read the requests a key received, forget a key. Also a file's own
+// fake server, and reading what a stream yielded or a call threw.
+import { afterAll, beforeAll, expect } from "vitest";
+import { startFakeAi } from "../../scripts/fakes/ai.ts";
+import type { FakeServer, RecordedCall, Step } from "../../scripts/fakes/lib/fake-server.ts";
+import { ProviderError } from "../../functions/_shared/ai/types.ts";
 
-export { startFakeAi } from "../../scripts/fakes/ai.ts";
 export type { RecordedCall, Step };
+
+/** Starts a fake server for this test file (closed after it); read `url` in tests and hooks. */
+export function useFakeAi(): { readonly url: string } {
+  let server: FakeServer | undefined;
+  beforeAll(async () => {
+    server = await startFakeAi();
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+  return {
+    get url() {
+      if (!server) throw new Error("the AI fake starts in beforeAll");
+      return server.url;
+    },
+  };
+}
 
 async function control<T>(baseUrl: string, method: string, path: string, body?: unknown): Promise<T> {
   const res = await fetch(`${baseUrl}${path}`, {
@@ -56,4 +76,11 @@ export async function rejection(p: Promise<unknown>): Promise<unknown> {
     return err;
   }
   throw new Error("expected the call to fail, but it succeeded");
+}
+
+/** The ProviderError a promise rejects with; fails the test when it resolves or throws anything else. */
+export async function providerError(p: Promise<unknown>): Promise<ProviderError> {
+  const err = await rejection(p);
+  expect(err).toBeInstanceOf(ProviderError);
+  return err as ProviderError;
 }

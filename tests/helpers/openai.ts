@@ -2,8 +2,10 @@
 // prove that a refused request changed nothing in an org's credits and jobs.
 import OpenAI from "openai";
 import { expect } from "vitest";
-import { admin, rpc, stack, type TestUser } from "./db.ts";
+import { admin, createTeam, rpc, stack, type TestUser } from "./db.ts";
 import { account } from "./credits.ts";
+import { giveCredits } from "./ai.ts";
+import { tokenFor } from "./supabase.ts";
 
 export const OPENAI_BASE = `${stack.functionsUrl}/api/ai/v1`;
 
@@ -16,6 +18,13 @@ export function openai(apiKey: string, orgId?: string): OpenAI {
     timeout: 30_000,
     ...(orgId ? { defaultHeaders: { "x-plinth-org": orgId } } : {}),
   });
+}
+
+/** A fresh team with `credits` on its account, and the SDK as its member uses it. */
+export async function fundedMember(credits: number) {
+  const team = await createTeam();
+  await giveCredits(team.orgId, credits);
+  return { team, client: openai(await tokenFor(team.member), team.orgId) };
 }
 
 export interface OrgState {

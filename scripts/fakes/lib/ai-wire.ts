@@ -1,5 +1,5 @@
-// Wire helpers the synchronous AI fakes share: SSE framing, cutting a connection, delays,
-// ids, token estimates and splitting a text into stream chunks. Local development and tests only.
+// Wire helpers the synchronous AI fakes share: SSE framing, a scripted stream's text pieces and
+// cutting its connection, delays, ids and token estimates. Local development and tests only.
 import { randomBytes } from "node:crypto";
 import type http from "node:http";
 import type { Step } from "./fake-server.ts";
@@ -48,6 +48,27 @@ export async function cutStream(res: http.ServerResponse, step: Step): Promise<v
   // Let what was written reach the client first: a drop loses what is in flight, not what arrived.
   await sleep(num(step.cutDelayMs, 50));
   res.socket?.destroy();
+}
+
+/**
+ * Writes a scripted stream's text, one `write` per piece: `chunks` pieces (default 3), or in
+ * stream_cut / stream_error the first `chunks` (default 2) pieces of a longer answer, each after
+ * `chunkDelayMs`; a complete stream waits that long once more before its last events. False
+ * when the client went away (nothing more is to be written).
+ */
+export async function writePieces(res: http.ServerResponse, step: Step, text: string, write: (piece: string) => void): Promise<boolean> {
+  const gap = num(step.chunkDelayMs, 0);
+  const broken = step.mode === "stream_cut" || step.mode === "stream_error";
+  const cutAfter = num(step.chunks, 2);
+  const pieces = splitText(text, broken ? Math.max(cutAfter + 1, 3) : num(step.chunks, 3));
+  for (const [i, piece] of pieces.entries()) {
+    if (broken && i === cutAfter) break;
+    if (gap) await sleep(gap);
+    if (res.destroyed) return false;
+    write(piece);
+  }
+  if (!broken && gap) await sleep(gap);
+  return true;
 }
 
 /** Applied before any answer: `delayMs` (default 1000 in mode "slow"). */

@@ -143,6 +143,16 @@ export async function startFakeServer(opts: { name: string; port?: number; route
   };
 }
 
+/** A provider's in-memory state on the server (`data` under `key`), made by `init` on first use. */
+export function serverData<T>(server: FakeServerState, key: string, init: () => T): T {
+  let value = server.data.get(key) as T | undefined;
+  if (value === undefined) {
+    value = init();
+    server.data.set(key, value);
+  }
+  return value;
+}
+
 export function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers });

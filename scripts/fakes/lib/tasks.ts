@@ -10,7 +10,7 @@
 // The default is "time" when the task has a webhook to call, else "poll".
 import type http from "node:http";
 import { encodePng, localMp4 } from "../../../functions/_shared/ai/providers/local-media.ts";
-import { type FakeRequest, type FakeServerState, hang, sendJson, type Step } from "./fake-server.ts";
+import { type FakeRequest, type FakeServerState, hang, sendJson, serverData, type Step } from "./fake-server.ts";
 
 /** The failure modes every async fake answers the same way (its error body differs). */
 export const HTTP_ERROR_MODES = ["rate_limit", "server_error", "overloaded", "timeout", "auth", "not_found", "bad_request"] as const;
@@ -57,6 +57,24 @@ export function answerHttpFailure(
   }
 }
 
+/**
+ * The task a request on one task (read, cancel, delete) is about, once the route's `guard` let it
+ * in, `find` knew the task (each answers the request itself when not) and the step scripted for
+ * "<task key>:task" was no HTTP failure; null when the request has been answered.
+ */
+export function scriptedTask<T extends { key: string }>(
+  r: FakeRequest,
+  guard: (r: FakeRequest) => boolean,
+  find: (r: FakeRequest) => T | null,
+  errorBody: (status: number, message: string, mode: string) => unknown,
+  contentType?: string,
+): T | null {
+  if (!guard(r)) return null;
+  const t = find(r);
+  if (!t || answerHttpFailure(r, r.take(`${t.key}:task`), errorBody, contentType)) return null;
+  return t;
+}
+
 /** The bearer/basic credential of a request, or null. */
 export function credential(req: http.IncomingMessage, scheme: "Bearer" | "Basic"): string | null {
   const auth = req.headers.authorization ?? "";
@@ -75,6 +93,19 @@ export type Clock = "poll" | "time";
 
 export function clockOf(step: Step, hasWebhook: boolean): Clock {
   return step.clock === "poll" || step.clock === "time" ? step.clock : hasWebhook ? "time" : "poll";
+}
+
+/** Where a task is in its script: the stages it goes through, the next one, and its clock. */
+export interface Lifecycle<S> {
+  stages: S[];
+  next: number;
+  clock: Clock;
+  stepMs: number;
+}
+
+/** A new task's lifecycle: `stages` (planned from its step) from the first, on the clock the step asks for. */
+export function lifecycle<S>(step: Step, stages: S[], hasWebhook: boolean): Lifecycle<S> {
+  return { stages, next: 0, clock: clockOf(step, hasWebhook), stepMs: Number(step.stepMs ?? 100) };
 }
 
 /** setTimeout that does not keep the process alive (a fake may close with work pending). */
@@ -136,6 +167,20 @@ export class DeliveryQueue {
   }
 }
 
+/**
+ * Queues the webhook delivery of a task's final state, as the step asks: webhook_twice sends it
+ * again (the same delivery, as a redelivery after a lost acknowledgement would be), webhook_late
+ * only webhookDelayMs (1000) after the end is visible to a poll.
+ */
+export function deliverFinal(queue: DeliveryQueue, step: Step, delivery: WebhookDelivery): void {
+  const send = async () => {
+    await deliver(delivery);
+    if (step.mode === "webhook_twice") await deliver(delivery, { retries: 0 });
+  };
+  if (step.mode === "webhook_late") later(Number(step.webhookDelayMs ?? 1000), () => queue.push(send));
+  else queue.push(send);
+}
+
 // ---------------------------------------------------------------------------- media
 
 export interface FakeFile {
@@ -152,13 +197,7 @@ export function mediaFor(name: string, seed: number): FakeFile {
 
 /** The per-provider store of generated files, served at `${prefix}/files/<name>`. */
 export function fileStore(server: FakeServerState, provider: string): Map<string, FakeFile> {
-  const key = `${provider}:files`;
-  let files = server.data.get(key) as Map<string, FakeFile> | undefined;
-  if (!files) {
-    files = new Map();
-    server.data.set(key, files);
-  }
-  return files;
+  return serverData(server, `${provider}:files`, () => new Map<string, FakeFile>());
 }
 
 export function serveFile(r: FakeRequest, provider: string, name: string): void {

@@ -2,29 +2,15 @@
 // loop). Streams report the exact input tokens at message_start, so a stream that fails or is
 // cut later still carries what Anthropic billed.
 import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk";
-import {
-  type ChatRequest,
-  type ChatResult,
-  type ErrorClass,
-  type FinishReason,
-  type ProviderAdapter,
-  type ProviderConnection,
-  ProviderError,
-  type TokenUsage,
-} from "../types.ts";
-import { classifyStatus, idleTimeout, isTransportDrop, parseRetryAfter } from "./common.ts";
+import type { ChatRequest, ChatResult, ErrorClass, FinishReason, ProviderAdapter, ProviderConnection, TokenUsage } from "../types.ts";
+import { classifyStatus, idleTimeout, isTransportDrop } from "./common.ts";
+import { sdkClientOptions, sdkErrorMapper } from "./sdk.ts";
 
 /** Anthropic has no JSON mode for plain text; the instruction goes into the system prompt. */
 const JSON_INSTRUCTION = "Respond with a single valid JSON object and nothing else: no prose, no code fences.";
 
 export function createAnthropicAdapter(conn: ProviderConnection): ProviderAdapter {
-  const client = new Anthropic({
-    apiKey: conn.apiKey,
-    baseURL: conn.baseUrl ?? undefined,
-    timeout: conn.timeoutMs,
-    maxRetries: 0,
-    fetch: conn.fetch,
-  });
+  const client = new Anthropic(sdkClientOptions(conn));
 
   function params(req: ChatRequest): Anthropic.MessageCreateParamsNonStreaming {
     // Anthropic takes the system prompt apart from the turns.
@@ -158,32 +144,18 @@ function rawInput(u: TokenUsage | undefined): number {
  * spend limit are auth: the account is capped, waiting will not help. An `event: error` inside
  * a 200 stream has no status: its error.type decides.
  */
-export function toProviderError(err: unknown, billedUsage?: TokenUsage, streamRequestId?: string): ProviderError {
-  if (err instanceof ProviderError) return err;
-  if (err instanceof APIConnectionTimeoutError) return new ProviderError("timeout", err.message, { billedUsage });
-  if (err instanceof APIUserAbortError) return new ProviderError("timeout", "the request was aborted by the caller", { billedUsage });
-  if (err instanceof APIConnectionError) return new ProviderError("server", `connection error: ${err.message}`, { billedUsage });
-  if (err instanceof APIError) {
-    const type = err.type ?? undefined;
-    const message = err.apiMessage ?? err.message;
-    let cls: ErrorClass;
-    if ((err.status === 400 || type === "invalid_request_error") && /prompt is too long|context window|too many (input )?tokens/i.test(message)) {
-      cls = "context_window";
-    } else if (err.status === 429 && /spend_limit/.test(err.errorCode ?? "")) cls = "auth";
-    else if (err.status !== undefined) cls = classifyStatus(err.status);
-    else cls = classifyType(type);
-    const body = err.error as { request_id?: string } | undefined;
-    return new ProviderError(cls, message, {
-      status: err.status,
-      retryAfterMs: parseRetryAfter(err.headers),
-      code: err.errorCode ?? type,
-      providerRequestId: err.requestID ?? body?.request_id ?? streamRequestId,
-      billedUsage,
-    });
-  }
-  if (err instanceof SyntaxError) return new ProviderError("server", `malformed response: ${err.message}`, { billedUsage });
-  return new ProviderError("server", err instanceof Error ? err.message : String(err), { billedUsage });
-}
+export const toProviderError = sdkErrorMapper({ APIError, APIConnectionError, APIConnectionTimeoutError, APIUserAbortError }, (err, streamRequestId) => {
+  const type = err.type ?? undefined;
+  const message = err.apiMessage ?? err.message;
+  let errorClass: ErrorClass;
+  if ((err.status === 400 || type === "invalid_request_error") && /prompt is too long|context window|too many (input )?tokens/i.test(message)) {
+    errorClass = "context_window";
+  } else if (err.status === 429 && /spend_limit/.test(err.errorCode ?? "")) errorClass = "auth";
+  else if (err.status !== undefined) errorClass = classifyStatus(err.status);
+  else errorClass = classifyType(type);
+  const body = err.error as { request_id?: string } | undefined;
+  return { errorClass, message, code: err.errorCode ?? type, providerRequestId: err.requestID ?? body?.request_id ?? streamRequestId };
+});
 
 function classifyType(type: string | undefined): ErrorClass {
   switch (type) {

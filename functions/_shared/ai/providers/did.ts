@@ -12,15 +12,8 @@
 // the photo or script; falling back to another provider with the same input is not wanted),
 // error → failed with class server unless the error's kind names an input problem (bad_request)
 // or moderation (content_policy). D-ID has no cancel for talks.
-import {
-  type AsyncSubmitRequest,
-  type AsyncTask,
-  type ErrorClass,
-  type ProviderAdapter,
-  type ProviderConnection,
-  ProviderError,
-} from "../types.ts";
-import { fetchJson, mimeFromUrl, seconds } from "./task-http.ts";
+import { type AsyncSubmitRequest, type AsyncTask, type ErrorClass, type ProviderAdapter, type ProviderConnection, ProviderError } from "../types.ts";
+import { eraseTask, fetchJson, mimeFromUrl, seconds } from "./task-http.ts";
 
 export const DID_DEFAULT_BASE_URL = "https://api.d-id.com";
 export const DID_DEFAULT_VOICE = "en-US-JennyNeural";
@@ -169,12 +162,7 @@ export function createDidAdapter(conn: ProviderConnection): ProviderAdapter {
     },
 
     async delete(providerTaskId: string, signal?: AbortSignal): Promise<void> {
-      try {
-        await request("DELETE", `/talks/${encodeURIComponent(providerTaskId)}`, signal);
-      } catch (err) {
-        if (err instanceof ProviderError && err.errorClass === "not_found") return;
-        throw err;
-      }
+      await eraseTask(() => request("DELETE", `/talks/${encodeURIComponent(providerTaskId)}`, signal));
     },
   };
 }

@@ -21,15 +21,10 @@ import {
 } from "../types.ts";
 import { fromBase64, idleTimeout, isTransportDrop } from "./common.ts";
 import { toProviderError } from "./openai-errors.ts";
+import { sdkClientOptions } from "./sdk.ts";
 
 export function createOpenAIAdapter(conn: ProviderConnection): ProviderAdapter {
-  const client = new OpenAI({
-    apiKey: conn.apiKey,
-    baseURL: conn.baseUrl ?? undefined,
-    timeout: conn.timeoutMs,
-    maxRetries: 0,
-    fetch: conn.fetch,
-  });
+  const client = new OpenAI(sdkClientOptions(conn));
   // Reasoning models reject max_tokens; compatible servers often only know max_tokens.
   const official = conn.baseUrl === null || /(^|\.)openai\.com$/i.test(hostOf(conn.baseUrl));
 

@@ -15,15 +15,8 @@
 // Runway bills the requested `duration` and produces exactly that many seconds, but a task does
 // not echo its input, so the task reference this adapter hands out is "<task id>:<seconds>s" and
 // durationSeconds on success is read from it. A bare task id is accepted too (no duration then).
-import {
-  type AsyncSubmitRequest,
-  type AsyncTask,
-  type ErrorClass,
-  type ProviderAdapter,
-  type ProviderConnection,
-  ProviderError,
-} from "../types.ts";
-import { fetchJson, mimeFromUrl, seconds } from "./task-http.ts";
+import { type AsyncSubmitRequest, type AsyncTask, type ErrorClass, type ProviderAdapter, type ProviderConnection, ProviderError } from "../types.ts";
+import { eraseTask, fetchJson, mimeFromUrl, seconds } from "./task-http.ts";
 
 export const RUNWAY_API_VERSION = "2024-11-06";
 export const RUNWAY_DEFAULT_BASE_URL = "https://api.dev.runwayml.com";
@@ -200,13 +193,7 @@ export function createRunwayAdapter(conn: ProviderConnection): ProviderAdapter {
     },
 
     async delete(providerTaskId: string, signal?: AbortSignal): Promise<void> {
-      try {
-        await request("DELETE", `/v1/tasks/${encodeURIComponent(parseRunwayTaskRef(providerTaskId).id)}`, signal);
-      } catch (err) {
-        // Already gone (deleted, canceled, or expired): erasure is done.
-        if (err instanceof ProviderError && err.errorClass === "not_found") return;
-        throw err;
-      }
+      await eraseTask(() => request("DELETE", `/v1/tasks/${encodeURIComponent(parseRunwayTaskRef(providerTaskId).id)}`, signal));
     },
   };
 }

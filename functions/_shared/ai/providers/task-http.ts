@@ -1,7 +1,8 @@
 // HTTP plumbing shared by the async-task adapters (Replicate, Runway, D-ID): one deadline per
-// HTTP request (conn.timeoutMs) joined with the caller's signal, and the mapping of error answers
-// and transport failures to ProviderError (statuses and Retry-After as in ./common.ts). Nothing
-// here retries: the router is the only retry loop. Runtime-neutral (fetch, AbortSignal, no node:*).
+// HTTP request (conn.timeoutMs) joined with the caller's signal, the mapping of error answers
+// and transport failures to ProviderError (statuses and Retry-After as in ./common.ts), and
+// erasing a task that may be gone already. Nothing here retries: the router is the only retry
+// loop. Runtime-neutral (fetch, AbortSignal, no node:*).
 import { type ErrorClass, type ProviderConnection, ProviderError } from "../types.ts";
 import { classifyStatus, deadline, parseRetryAfter } from "./common.ts";
 
@@ -95,6 +96,16 @@ export async function fetchJson<T>(
     }
   } catch (err) {
     throw errorFromThrown(provider, err, conn.timeoutMs);
+  }
+}
+
+/** Runs a DELETE of a task; not_found means it is gone already (deleted, canceled or expired): erasure is done. */
+export async function eraseTask(del: () => Promise<unknown>): Promise<void> {
+  try {
+    await del();
+  } catch (err) {
+    if (err instanceof ProviderError && err.errorClass === "not_found") return;
+    throw err;
   }
 }
 
