@@ -2,9 +2,11 @@
 // against a baseline measured in the same run. Exits non-zero if a target is missed.
 import { benchDatabase } from "../bench/lib/database.ts";
 import { run as ai } from "../bench/ai.bench.ts";
+import { run as content } from "../bench/content.bench.ts";
 import { run as credits } from "../bench/credits.bench.ts";
 import { run as realtime } from "../bench/realtime.bench.ts";
 import { run as rlsList } from "../bench/rls-list.bench.ts";
+import { run as video } from "../bench/video.bench.ts";
 import { run as webhooks } from "../bench/webhooks.bench.ts";
 
 const benches = [
@@ -17,6 +19,10 @@ const benches = [
   { name: "ai", run: ai, durable: true },
   // Delivery, not commit durability, is measured: one small commit per message against none.
   { name: "realtime", run: realtime },
+  // Read latency through RLS against the service role (no commits on either side measured).
+  { name: "content", run: content },
+  // Both sides commit per job (a video's validation, admission and runs vs a bare video job): fsync on.
+  { name: "video", run: video, durable: true },
 ];
 const only = process.argv[2];
 const results: { name: string; ratio: number; target: number; met: boolean; higherIsBetter?: boolean }[] = [];

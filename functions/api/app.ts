@@ -14,11 +14,13 @@ import type { ApiDeps, ApiEnv } from "./context.ts";
 import { createOpenAiApp } from "./openai/app.ts";
 import { registerAi } from "./routes/ai.ts";
 import { registerBilling } from "./routes/billing.ts";
+import { registerContent } from "./routes/content/index.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerInvitations } from "./routes/invitations.ts";
 import { registerMe } from "./routes/me.ts";
 import { registerWebhooks } from "./routes/webhooks.ts";
 import { registerUnsubscribe } from "./routes/unsubscribe.ts";
+import { registerVideo } from "./routes/video.ts";
 
 export function createApiDeps(env: Record<string, string | undefined>): ApiDeps {
   const cfg = loadConfig(env);
@@ -66,6 +68,8 @@ export function createApiApp(deps: ApiDeps) {
   registerUnsubscribe(app);
   registerBilling(app);
   registerAi(app);
+  registerContent(app);
+  registerVideo(app);
   app.route("/ai/v1", createOpenAiApp());
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

@@ -2,11 +2,14 @@
 import { createWorker } from "../_shared/jobs/worker-deps.ts";
 import { startWorkers } from "../_shared/jobs/runner.ts";
 import { startOutboxPump } from "../_shared/events/pump.ts";
+import { startContentPump } from "../_shared/content/pump.ts";
 
 const worker = createWorker(Deno.env.toObject());
 await startWorkers(worker.boss, worker.handlers);
 const pump = startOutboxPump({ connectionString: worker.cfg.SUPABASE_DB_URL, db: worker.db, boss: worker.boss });
 await pump.start();
+const contentPump = startContentPump({ connectionString: worker.cfg.SUPABASE_DB_URL, jobs: { ready: async () => worker.boss } });
+await contentPump.start();
 console.log(JSON.stringify({ msg: "worker started" }));
 
 let stopping = false;
@@ -18,6 +21,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     worker.boss.removeAllListeners("error");
     worker.boss.on("error", () => {});
     await pump.stop();
+    await contentPump.stop();
     await worker.close().catch(() => {});
     Deno.exit(0);
   });

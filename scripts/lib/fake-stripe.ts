@@ -161,6 +161,12 @@ export async function startFakeStripe(opts: FakeStripeOptions = {}): Promise<Fak
         }
       }
       if (params.customer && !table("customer").has(String(params.customer))) throw missing("customer", String(params.customer));
+      // As Stripe: UPI takes rupees only.
+      const methods = params.payment_method_types as string[] | undefined;
+      const notInr = items.find((i) => table("price").get(String(i.price))?.currency !== "inr");
+      if (methods?.includes("upi") && notInr) {
+        throw new StripeHttpError(400, "invalid_request_error", "The payment method `upi` does not support the currency of this price; UPI requires inr.", "payment_method_unactivated", "payment_method_types");
+      }
       const id = newId("cs_test");
       return put({
         id, object: "checkout.session", created: now(), livemode: false, mode,
@@ -168,6 +174,7 @@ export async function startFakeStripe(opts: FakeStripeOptions = {}): Promise<Fak
         customer: params.customer ?? null, client_reference_id: params.client_reference_id ?? null,
         success_url: params.success_url, cancel_url: params.cancel_url ?? null,
         metadata: params.metadata ?? {}, status: "open", payment_status: "unpaid",
+        payment_method_types: (params.payment_method_types as string[] | undefined) ?? ["card"],
         payment_intent: null, subscription: null, amount_total: null, currency: null,
         line_items_requested: items.map((i) => ({ price: i.price, quantity: Number(i.quantity ?? 1) })),
       });

@@ -1,5 +1,6 @@
-// The README's supabase-js snippet, run as a newcomer would run it against the stack: it must
-// upload a file through Storage and receive the broadcast that the upload causes.
+// The README's snippets, run as a newcomer would run them against the stack: the supabase-js one
+// must upload a file through Storage and receive the broadcast that the upload causes; the
+// talking-video one must turn the seeded photo into a video with the local provider.
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -22,30 +23,52 @@ function readmeSnippet(name: string): string {
   return m![1];
 }
 
+/** Runs a README snippet with tsx inside the repo (so its imports resolve), as alice. */
+async function runSnippet(name: string, env: Record<string, string> = {}): Promise<string> {
+  const alice = SEED_USERS.find((u) => u.email === "alice@acme.test")!;
+  const dir = path.join(ROOT, "node_modules/.cache/plinth-tests");
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${name}-${process.pid}.mts`);
+  fs.writeFileSync(file, readmeSnippet(name));
+  try {
+    const { stdout } = await run(path.join(ROOT, "node_modules/.bin/tsx"), [file], {
+      cwd: dir,
+      timeout: 45_000,
+      env: { ...process.env, SUPABASE_URL: stack.supabaseUrl, ANON_KEY: stack.anonKey, TOKEN: await tokenFor(alice), ...env },
+    });
+    return stdout;
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
 describe("README", () => {
   it("the supabase-js snippet uploads a file and receives its broadcast on org:acme", async () => {
     const alice = SEED_USERS.find((u) => u.email === "alice@acme.test")!;
-    // Inside the repo, so that the snippet's imports resolve from node_modules as in the README.
-    const dir = path.join(ROOT, "node_modules/.cache/plinth-tests");
-    fs.mkdirSync(dir, { recursive: true });
-    // .mts: under node_modules the root "type": "module" does not apply, and the snippet uses top-level await.
-    const file = path.join(dir, `hello-${process.pid}.mts`);
-    fs.writeFileSync(file, readmeSnippet("hello"));
-    try {
-      const { stdout } = await run(path.join(ROOT, "node_modules/.bin/tsx"), [file], {
-        cwd: ROOT,
-        timeout: 45_000,
-        env: { ...process.env, SUPABASE_URL: stack.supabaseUrl, ANON_KEY: stack.anonKey, TOKEN: await tokenFor(alice) },
-      });
-      const uploaded = /uploaded (\S+)/.exec(stdout)?.[1];
-      expect(uploaded, stdout).toMatch(/^a0000000-0000-4000-8000-00000000a000\/hello-\d+\.txt$/);
-      expect(stdout).toContain("broadcast on org:acme:");
-      expect(stdout).toContain(`name: '${uploaded}'`);
-      // The file really is in Storage, owned by alice.
-      const { rows } = await admin.query("select owner_id from storage.objects where bucket_id = 'org-files' and name = $1", [uploaded]);
-      expect(rows).toEqual([{ owner_id: alice.id }]);
-    } finally {
-      fs.rmSync(file, { force: true });
+    const stdout = await runSnippet("hello");
+    const uploaded = /uploaded (\S+)/.exec(stdout)?.[1];
+    expect(uploaded, stdout).toMatch(/^a0000000-0000-4000-8000-00000000a000\/hello-\d+\.txt$/);
+    expect(stdout).toContain("broadcast on org:acme:");
+    expect(stdout).toContain(`name: '${uploaded}'`);
+    // The file really is in Storage, owned by alice.
+    const { rows } = await admin.query("select owner_id from storage.objects where bucket_id = 'org-files' and name = $1", [uploaded]);
+    expect(rows).toEqual([{ owner_id: alice.id }]);
+  });
+
+  it("the talking-video snippet turns the seeded photo into a video, follows it live and downloads it", async () => {
+    // The seeded photo is validated again once its file lands in Storage at start-up.
+    const deadline = Date.now() + 30_000;
+    while ((await admin.query(`select status from video.uploads where id = 'a0000000-0000-4000-8000-0000000f0001'`)).rows[0]?.status !== "passed") {
+      if (Date.now() > deadline) throw new Error("the seeded photo did not pass validation");
+      await new Promise((r) => setTimeout(r, 100));
     }
+    const stdout = await runSnippet("video");
+    expect(stdout).toMatch(/^queued 0%/m);
+    expect(stdout).toMatch(/^completed 100% done$/m);
+    const m = /downloaded talking-video\.mp4: (\d+) bytes, sha256 ([0-9a-f]{64})/.exec(stdout);
+    expect(m, stdout).not.toBeNull();
+    const file = path.join(ROOT, "node_modules/.cache/plinth-tests/talking-video.mp4");
+    expect(fs.statSync(file).size).toBe(Number(m![1]));
+    fs.rmSync(file, { force: true });
   });
 });

@@ -1,7 +1,7 @@
 // One provider call per synchronous modality, from a job's stored input to the normalized
 // request, and from the result to units (what is priced) and the job's output.
 import { estimatedTokens, type InputOf } from "./inputs.ts";
-import { type StorageConfig, storeOutputs } from "./outputs.ts";
+import { bytesOf, signedUrlFor, type StorageConfig, storeOutputs } from "./outputs.ts";
 import { tokenUnits } from "./pricing.ts";
 import type { CallOutcome } from "./execute.ts";
 import { OutputStoreError, toProviderError } from "./execute.ts";
@@ -126,6 +126,19 @@ export async function moderationCall(adapter: ProviderAdapter, c: Candidate, tex
   if (!adapter.moderate) unsupported(c, "moderate");
   const r = await adapter.moderate({ model: c.provider_model, input: texts });
   return { value: { results: r.results, flagged: r.results.some((x) => x.flagged) }, units: { call: 1 }, providerRequestId: r.providerRequestId };
+}
+
+/** Largest image a face check fetches (a photo upload is far smaller). */
+const MAX_VISION_BYTES = 20 * 1024 * 1024;
+
+/** A face check: the image as a signed URL and as bytes (fetched once here, bounded). */
+export async function visionCall(adapter: ProviderAdapter, c: Candidate, input: InputOf<"vision">, storage: StorageConfig) {
+  if (!adapter.detectFaces) unsupported(c, "check faces");
+  const imageUrl = await signedUrlFor(storage, input.image_path, 600);
+  const image = await bytesOf({ url: imageUrl, mimeType: "application/octet-stream" }, storage.fetch ?? fetch, 30_000);
+  if (image.length > MAX_VISION_BYTES) throw new ProviderError("bad_request", "the image is larger than 20 MB");
+  const r = await adapter.detectFaces({ model: c.provider_model, imageUrl, image });
+  return { value: { faces: r.faces }, units: { call: 1 }, providerRequestId: r.providerRequestId };
 }
 
 async function storeOrThrow(store: { cfg: StorageConfig; orgId: string; jobId: string }, files: Parameters<typeof storeOutputs>[3], units: Record<string, number>) {

@@ -62,6 +62,8 @@ export const AudioInput = z.object({
 const stringOrList = (max: number) => z.union([text(max), z.array(text(max)).min(1).max(256)]);
 export const EmbeddingInput = z.object({ input: stringOrList(100_000), dimensions: z.number().int().min(1).max(4096).optional() }).strict();
 export const ModerationInput = z.object({ input: stringOrList(100_000) }).strict();
+/** A face check of an image the submitter can read (Storage path, bucket first). */
+export const VisionInput = z.object({ image_path: StoragePath, task: z.literal("faces").default("faces") }).strict();
 
 export const INPUTS = {
   text: TextInput,
@@ -70,6 +72,7 @@ export const INPUTS = {
   audio: AudioInput,
   embedding: EmbeddingInput,
   moderation: ModerationInput,
+  vision: VisionInput,
 } as const satisfies Record<Modality, z.ZodType>;
 
 export type InputOf<M extends Modality> = z.infer<(typeof INPUTS)[M]>;
@@ -95,6 +98,8 @@ export function inputTexts(modality: Modality, input: AnyInput): string[] {
     case "embedding":
     case "moderation":
       return list((input as InputOf<"embedding">).input);
+    case "vision":
+      return [];
   }
 }
 
@@ -117,6 +122,7 @@ export function demandOf(modality: Modality, input: AnyInput): Demand {
     case "embedding":
       return { modality, inputBytes };
     case "moderation":
+    case "vision":
       return { modality };
   }
 }

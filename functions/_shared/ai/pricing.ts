@@ -89,7 +89,7 @@ export function worstCase(route: Candidate[], d: Demand): number {
     if (d.images) units.image = d.images;
     if (d.seconds) units.video_second = d.seconds;
     if (d.characters) units.character = d.characters;
-    if (d.modality === "moderation") units.call = 1;
+    if (d.modality === "moderation" || d.modality === "vision") units.call = 1;
     worst = Math.max(worst, costOf(units, c.prices, d.variant ?? "").credits);
   }
   return worst;

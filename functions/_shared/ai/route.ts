@@ -56,3 +56,9 @@ export async function loadRoute(
     .execute(tx);
   return rows;
 }
+
+/** A module's own chain: these deployments, in this order, those that can serve the modality now. */
+export async function loadRouteOf(tx: Tx, deployments: string[], modality: Modality, at = new Date()): Promise<Candidate[]> {
+  const { rows } = await sql<Candidate>`select * from private.ai_route_of(${deployments}::text[], ${modality}, ${at})`.execute(tx);
+  return rows;
+}

@@ -5,7 +5,7 @@
 // one settle happens in ai_finish_job, which is idempotent.
 import { abandonPending } from "./attempts.ts";
 import { runMediaJob, unknownPendingSubmits } from "./async.ts";
-import { embedCall, moderationCall, speechCall, textCall } from "./calls.ts";
+import { embedCall, moderationCall, speechCall, textCall, visionCall } from "./calls.ts";
 import { executeSync, type ExecuteDeps, type RouteWalk } from "./execute.ts";
 import { type AiWorkerDeps, onFailure, type RunResult } from "./failure.ts";
 import { estimatedTokens, type InputOf, inputTexts } from "./inputs.ts";
@@ -93,6 +93,8 @@ async function mainCall(deps: AiWorkerDeps, exec: ExecuteDeps, job: AiJob, walk?
       const texts = inputTexts("moderation", job.input as InputOf<"moderation">);
       return (await executeSync(exec, job, "main", route, (a, c) => moderationCall(a, c, texts), { walk })).value;
     }
+    case "vision":
+      return (await executeSync(exec, job, "main", route, (a, c) => visionCall(a, c, job.input as InputOf<"vision">, deps.storage), { walk })).value;
     default:
       throw new Error(`no synchronous path for ${job.modality}`);
   }

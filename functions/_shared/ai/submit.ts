@@ -12,7 +12,7 @@ import { demandOf, estimatedTokens, INPUTS, inputTexts, type AnyInput, type Inpu
 import type { AiJob } from "./job-store.ts";
 import { applyPreset } from "./presets.ts";
 import { worstCase } from "./pricing.ts";
-import { type Candidate, type JobRoute, loadRoute, type Tier } from "./route.ts";
+import { type Candidate, type JobRoute, loadRoute, loadRouteOf, type PriceUnit, type Tier } from "./route.ts";
 import type { Modality } from "./types.ts";
 
 /** Who a job is for: a member (userId) or an org API key (apiKeyId), in one org. */
@@ -31,6 +31,33 @@ export interface JobRequest {
   source: string;
   idempotencyKey?: string;
   batchId?: string;
+  /**
+   * A product module's own route and price, from its own tables (trusted server code only: never
+   * taken from a client's body). `tier` still names the gateway tier the job counts as for the
+   * org's policy and plan.
+   */
+  route?: ModuleRoute;
+}
+
+export interface ModuleRoute {
+  /** The module's provider chain: deployments in order (those not enabled or not priced are skipped). */
+  deployments: string[];
+  /**
+   * The module's price: replaces the credits of every deployment's rows for this unit, so the job
+   * is reserved and settled at it whichever deployment answers; provider cost stays the deployment's.
+   */
+  price: { unit: PriceUnit; per_units: number; credits: number };
+}
+
+/** The candidates with the module's price in place of their own credits for its unit. */
+function withModulePrice(route: Candidate[], price: ModuleRoute["price"]): Candidate[] {
+  return route.map((c) => ({
+    ...c,
+    prices: c.prices.map((p) =>
+      p.unit !== price.unit
+        ? p
+        : { ...p, per_units: price.per_units, credits: price.credits, provider_cost_micros: (p.provider_cost_micros * price.per_units) / p.per_units }),
+  }));
 }
 
 const ENHANCE_MAX_TOKENS = 300;
@@ -48,7 +75,9 @@ export function parseInput<M extends Modality>(modality: M, input: unknown): Inp
 /** The main route, refusing what cannot be served (unknown model, nothing priced, too large). */
 async function mainRoute(tx: Tx, who: Submitter, req: JobRequest, input: AnyInput): Promise<Candidate[]> {
   if (!req.tier === !req.model) throw new ApiError(400, "invalid_request", "give either a tier or a model");
-  let route = await loadRoute(tx, { orgId: who.orgId, modality: req.modality, tier: req.tier, model: req.model });
+  let route = req.route
+    ? withModulePrice(await loadRouteOf(tx, req.route.deployments, req.modality), req.route.price)
+    : await loadRoute(tx, { orgId: who.orgId, modality: req.modality, tier: req.tier, model: req.model });
   if (route.length === 0) {
     if (req.model) {
       const { rows } = await sql<{ n: number }>`select count(*)::int as n from ai.models where id = ${req.model} and enabled`.execute(tx);
@@ -67,7 +96,7 @@ async function mainRoute(tx: Tx, who: Submitter, req: JobRequest, input: AnyInpu
 }
 
 async function moderationRoute(tx: Tx, who: Submitter, modality: Modality): Promise<Candidate[] | undefined> {
-  if (modality === "moderation" || modality === "embedding") return undefined;
+  if (modality === "moderation" || modality === "embedding" || modality === "vision") return undefined;
   const { rows } = await sql<{ moderate_input: boolean }>`select moderate_input from ai.org_policies where org_id = ${who.orgId}`.execute(tx);
   if (!rows[0]?.moderate_input) return undefined;
   const route = await loadRoute(tx, { orgId: who.orgId, modality: "moderation", tier: "economy" });
@@ -106,7 +135,8 @@ export async function admitJob(tx: Tx, jobs: JobSender | null, who: Submitter, r
   }
   const texts = inputTexts(req.modality, input);
   const bytes = texts.reduce((n, s) => n + new TextEncoder().encode(s).length, 0);
-  const worst = Math.max(1, Math.ceil(
+  // A free route (every deployment priced at 0) holds nothing.
+  const worst = Math.max(0, Math.ceil(
     worstCase(route.main, demandOf(req.modality, input)) +
       (route.moderation ? worstCase(route.moderation, { modality: "moderation" }) : 0) +
       (route.enhance ? worstCase(route.enhance, { modality: "text", inputBytes: bytes + 512, maxOutputTokens: ENHANCE_MAX_TOKENS }) : 0) -

@@ -3,7 +3,7 @@
 // their provider's wire format (with its official SDK where one exists, always maxRetries 0:
 // the router is the only retry loop) and translate to and from these types.
 
-export type Modality = "text" | "image" | "video" | "audio" | "embedding" | "moderation";
+export type Modality = "text" | "image" | "video" | "audio" | "embedding" | "moderation" | "vision";
 
 export type ProviderKind = "openai" | "anthropic" | "replicate" | "stability" | "runway" | "did" | "local";
 
@@ -150,6 +150,23 @@ export interface SpeechResult {
   providerRequestId?: string;
 }
 
+// ---------------------------------------------------------------------------- vision
+
+/** A face check of one image (the talking-video module's pre-check before anything is paid for). */
+export interface FaceRequest {
+  model: string;
+  /** A short-lived URL the provider can fetch the image from (a signed Storage URL). */
+  imageUrl: string;
+  /** The same image's bytes, already fetched by the gateway, for providers that take them inline. */
+  image: Uint8Array;
+}
+
+export interface FaceResult {
+  /** Faces found, largest first; boxes are fractions (0..1) of the image's width and height. */
+  faces: { x: number; y: number; width: number; height: number; score: number }[];
+  providerRequestId?: string;
+}
+
 // ---------------------------------------------------------------------------- async tasks (video, talking photo, Replicate)
 
 export interface AsyncSubmitRequest {
@@ -192,6 +209,8 @@ export interface ProviderAdapter {
   embed?(req: EmbeddingRequest, signal?: AbortSignal): Promise<EmbeddingResult>;
   moderate?(req: ModerationRequest, signal?: AbortSignal): Promise<ModerationResult>;
   speech?(req: SpeechRequest, signal?: AbortSignal): Promise<SpeechResult>;
+  /** Finds faces in an image; a refusal (content policy) is a ProviderError("content_policy"). */
+  detectFaces?(req: FaceRequest, signal?: AbortSignal): Promise<FaceResult>;
   /** Starts an async task. Throws ProviderError("timeout") when the answer did not arrive in time. */
   submit?(req: AsyncSubmitRequest, signal?: AbortSignal): Promise<AsyncTask>;
   /** Reads a task's state. */

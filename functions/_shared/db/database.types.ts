@@ -1493,6 +1493,985 @@ export type Database = {
       [_ in never]: never;
     };
   };
+  "content": {
+    Tables: {
+      "assets": {
+        Row: {
+          "bucket_id": string;
+          "created_at": string;
+          "created_by": string | null;
+          "declared_mime": string | null;
+          "declared_size": number | null;
+          "document_id": string;
+          "duration_ms": number | null;
+          "filename": string | null;
+          "height": number | null;
+          "id": string;
+          "mime_type": string | null;
+          "object_path": string;
+          "org_id": string;
+          "reject_reason": string | null;
+          "sha256": string | null;
+          "size_bytes": number | null;
+          "source_asset_id": string | null;
+          "status": string;
+          "updated_at": string;
+          "verified_at": string | null;
+          "width": number | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "bucket_id"?: string;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "declared_mime"?: string | null;
+          "declared_size"?: number | null;
+          "document_id": string;
+          "duration_ms"?: number | null;
+          "filename"?: string | null;
+          "height"?: number | null;
+          "id"?: string;
+          "mime_type"?: string | null;
+          "object_path": string;
+          "org_id": string;
+          "reject_reason"?: string | null;
+          "sha256"?: string | null;
+          "size_bytes"?: number | null;
+          "source_asset_id"?: string | null;
+          "status"?: string;
+          "updated_at"?: string;
+          "verified_at"?: string | null;
+          "width"?: number | null;
+        };
+        Update: {
+          "bucket_id"?: string;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "declared_mime"?: string | null;
+          "declared_size"?: number | null;
+          "document_id"?: string;
+          "duration_ms"?: number | null;
+          "filename"?: string | null;
+          "height"?: number | null;
+          "id"?: string;
+          "mime_type"?: string | null;
+          "object_path"?: string;
+          "org_id"?: string;
+          "reject_reason"?: string | null;
+          "sha256"?: string | null;
+          "size_bytes"?: number | null;
+          "source_asset_id"?: string | null;
+          "status"?: string;
+          "updated_at"?: string;
+          "verified_at"?: string | null;
+          "width"?: number | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "assets_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "documents";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "assets_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "template_gallery";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "assets_source_asset_id_fkey";
+            columns: ["source_asset_id"];
+            isOneToOne: false;
+            referencedRelation: "assets";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "comment_threads": {
+        Row: {
+          "anchor": Json | null;
+          "anchor_checked_at": string | null;
+          "anchor_status": string | null;
+          "anchor_text": string | null;
+          "created_at": string;
+          "created_by": string | null;
+          "document_id": string;
+          "id": string;
+          "last_comment_at": string;
+          "org_id": string;
+          "resolved_at": string | null;
+          "resolved_by": string | null;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "anchor"?: Json | null;
+          "anchor_checked_at"?: string | null;
+          "anchor_status"?: string | null;
+          "anchor_text"?: string | null;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "document_id": string;
+          "id"?: string;
+          "last_comment_at"?: string;
+          "org_id": string;
+          "resolved_at"?: string | null;
+          "resolved_by"?: string | null;
+          "updated_at"?: string;
+        };
+        Update: {
+          "anchor"?: Json | null;
+          "anchor_checked_at"?: string | null;
+          "anchor_status"?: string | null;
+          "anchor_text"?: string | null;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "document_id"?: string;
+          "id"?: string;
+          "last_comment_at"?: string;
+          "org_id"?: string;
+          "resolved_at"?: string | null;
+          "resolved_by"?: string | null;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "comment_threads_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "documents";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "comment_threads_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "template_gallery";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "comments": {
+        Row: {
+          "author_id": string | null;
+          "body": NonNullable<Json>;
+          "body_text": string;
+          "created_at": string;
+          "deleted_at": string | null;
+          "document_id": string;
+          "edited_at": string | null;
+          "id": string;
+          "mentions": (string)[];
+          "org_id": string;
+          "thread_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "author_id"?: string | null;
+          "body": NonNullable<Json>;
+          "body_text": string;
+          "created_at"?: string;
+          "deleted_at"?: string | null;
+          "document_id": string;
+          "edited_at"?: string | null;
+          "id"?: string;
+          "mentions"?: (string)[];
+          "org_id": string;
+          "thread_id": string;
+        };
+        Update: {
+          "author_id"?: string | null;
+          "body"?: NonNullable<Json>;
+          "body_text"?: string;
+          "created_at"?: string;
+          "deleted_at"?: string | null;
+          "document_id"?: string;
+          "edited_at"?: string | null;
+          "id"?: string;
+          "mentions"?: (string)[];
+          "org_id"?: string;
+          "thread_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "comments_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "documents";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "comments_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "template_gallery";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "comments_thread_id_fkey";
+            columns: ["thread_id"];
+            isOneToOne: false;
+            referencedRelation: "comment_threads";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "doc_updates": {
+        Row: {
+          "author_id": string | null;
+          "byte_size": number;
+          "created_at": string;
+          "document_id": string;
+          "id": number;
+          "org_id": string;
+          "revision": number;
+          "updates": (string)[];
+        };
+        ComputedFields: never;
+        Insert: {
+          "author_id"?: string | null;
+          "byte_size": number;
+          "created_at"?: string;
+          "document_id": string;
+          "id"?: never;
+          "org_id": string;
+          "revision": number;
+          "updates": (string)[];
+        };
+        Update: {
+          "author_id"?: string | null;
+          "byte_size"?: number;
+          "created_at"?: string;
+          "document_id"?: string;
+          "id"?: never;
+          "org_id"?: string;
+          "revision"?: number;
+          "updates"?: (string)[];
+        };
+        Relationships: [
+          {
+            foreignKeyName: "doc_updates_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "documents";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "doc_updates_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "template_gallery";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "documents": {
+        Row: {
+          "body": NonNullable<Json>;
+          "body_revision": number;
+          "created_at": string;
+          "created_by": string | null;
+          "forked_from": string | null;
+          "id": string;
+          "is_template": boolean;
+          "kind": string;
+          "last_edit_at": string;
+          "last_version_revision": number;
+          "org_id": string;
+          "origin": string;
+          "owner_id": string | null;
+          "pending_updates": number;
+          "published_at": string | null;
+          "revision": number;
+          "search": unknown;
+          "search_text": string;
+          "status": string;
+          "tags": (string)[];
+          "template_category": string | null;
+          "template_locale": string | null;
+          "template_scope": string;
+          "title": string;
+          "updated_at": string;
+          "version_count": number;
+          "visibility": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body"?: NonNullable<Json>;
+          "body_revision"?: number;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "forked_from"?: string | null;
+          "id"?: string;
+          "is_template"?: boolean;
+          "kind": string;
+          "last_edit_at"?: string;
+          "last_version_revision"?: number;
+          "org_id": string;
+          "origin"?: string;
+          "owner_id"?: string | null;
+          "pending_updates"?: number;
+          "published_at"?: string | null;
+          "revision"?: number;
+          "search"?: unknown;
+          "search_text"?: string;
+          "status"?: string;
+          "tags"?: (string)[];
+          "template_category"?: string | null;
+          "template_locale"?: string | null;
+          "template_scope"?: string;
+          "title"?: string;
+          "updated_at"?: string;
+          "version_count"?: number;
+          "visibility"?: string;
+        };
+        Update: {
+          "body"?: NonNullable<Json>;
+          "body_revision"?: number;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "forked_from"?: string | null;
+          "id"?: string;
+          "is_template"?: boolean;
+          "kind"?: string;
+          "last_edit_at"?: string;
+          "last_version_revision"?: number;
+          "org_id"?: string;
+          "origin"?: string;
+          "owner_id"?: string | null;
+          "pending_updates"?: number;
+          "published_at"?: string | null;
+          "revision"?: number;
+          "search"?: unknown;
+          "search_text"?: string;
+          "status"?: string;
+          "tags"?: (string)[];
+          "template_category"?: string | null;
+          "template_locale"?: string | null;
+          "template_scope"?: string;
+          "title"?: string;
+          "updated_at"?: string;
+          "version_count"?: number;
+          "visibility"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "documents_forked_from_fkey";
+            columns: ["forked_from"];
+            isOneToOne: false;
+            referencedRelation: "documents";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "documents_forked_from_fkey";
+            columns: ["forked_from"];
+            isOneToOne: false;
+            referencedRelation: "template_gallery";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "documents_kind_fkey";
+            columns: ["kind"];
+            isOneToOne: false;
+            referencedRelation: "kinds";
+            referencedColumns: ["kind"];
+          },
+        ];
+      };
+      "kinds": {
+        Row: {
+          "created_at": string;
+          "description": string;
+          "kind": string;
+          "module": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "description": string;
+          "kind": string;
+          "module": string;
+        };
+        Update: {
+          "created_at"?: string;
+          "description"?: string;
+          "kind"?: string;
+          "module"?: string;
+        };
+        Relationships: [];
+      };
+      "live_states": {
+        Row: {
+          "compacted_at": string | null;
+          "created_at": string;
+          "document_id": string;
+          "epoch": number;
+          "org_id": string;
+          "ystate": string;
+          "ystate_sv": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "compacted_at"?: string | null;
+          "created_at"?: string;
+          "document_id": string;
+          "epoch"?: number;
+          "org_id": string;
+          "ystate": string;
+          "ystate_sv": string;
+        };
+        Update: {
+          "compacted_at"?: string | null;
+          "created_at"?: string;
+          "document_id"?: string;
+          "epoch"?: number;
+          "org_id"?: string;
+          "ystate"?: string;
+          "ystate_sv"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "live_states_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: true;
+            referencedRelation: "documents";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "live_states_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: true;
+            referencedRelation: "template_gallery";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "shares": {
+        Row: {
+          "allow_download": boolean;
+          "created_at": string;
+          "created_by": string | null;
+          "document_id": string;
+          "expires_at": string | null;
+          "failed_attempts": number;
+          "grantee_kind": string;
+          "grantee_role": string | null;
+          "grantee_user_id": string | null;
+          "id": string;
+          "level": string;
+          "locked_until": string | null;
+          "org_id": string;
+          "parent_link_id": string | null;
+          "password_hash": string | null;
+          "revoked_at": string | null;
+          "template": boolean;
+          "token_hash": string | null;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "allow_download"?: boolean;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "document_id": string;
+          "expires_at"?: string | null;
+          "failed_attempts"?: number;
+          "grantee_kind": string;
+          "grantee_role"?: string | null;
+          "grantee_user_id"?: string | null;
+          "id"?: string;
+          "level": string;
+          "locked_until"?: string | null;
+          "org_id": string;
+          "parent_link_id"?: string | null;
+          "password_hash"?: string | null;
+          "revoked_at"?: string | null;
+          "template"?: boolean;
+          "token_hash"?: string | null;
+          "updated_at"?: string;
+        };
+        Update: {
+          "allow_download"?: boolean;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "document_id"?: string;
+          "expires_at"?: string | null;
+          "failed_attempts"?: number;
+          "grantee_kind"?: string;
+          "grantee_role"?: string | null;
+          "grantee_user_id"?: string | null;
+          "id"?: string;
+          "level"?: string;
+          "locked_until"?: string | null;
+          "org_id"?: string;
+          "parent_link_id"?: string | null;
+          "password_hash"?: string | null;
+          "revoked_at"?: string | null;
+          "template"?: boolean;
+          "token_hash"?: string | null;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "shares_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "documents";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "shares_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "template_gallery";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "shares_parent_link_id_fkey";
+            columns: ["parent_link_id"];
+            isOneToOne: false;
+            referencedRelation: "shares";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "versions": {
+        Row: {
+          "body": NonNullable<Json>;
+          "created_at": string;
+          "created_by": string | null;
+          "document_id": string;
+          "id": string;
+          "message": string | null;
+          "number": number;
+          "org_id": string;
+          "pinned": boolean;
+          "reason": string;
+          "restored_from": string | null;
+          "revision": number;
+          "title": string;
+          "ystate": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body": NonNullable<Json>;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "document_id": string;
+          "id"?: string;
+          "message"?: string | null;
+          "number": number;
+          "org_id": string;
+          "pinned"?: boolean;
+          "reason": string;
+          "restored_from"?: string | null;
+          "revision": number;
+          "title": string;
+          "ystate"?: string | null;
+        };
+        Update: {
+          "body"?: NonNullable<Json>;
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "document_id"?: string;
+          "id"?: string;
+          "message"?: string | null;
+          "number"?: number;
+          "org_id"?: string;
+          "pinned"?: boolean;
+          "reason"?: string;
+          "restored_from"?: string | null;
+          "revision"?: number;
+          "title"?: string;
+          "ystate"?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "versions_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "documents";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "versions_document_id_fkey";
+            columns: ["document_id"];
+            isOneToOne: false;
+            referencedRelation: "template_gallery";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "versions_restored_from_fkey";
+            columns: ["restored_from"];
+            isOneToOne: false;
+            referencedRelation: "versions";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+    };
+    Views: {
+      "template_gallery": {
+        Row: {
+          "category": string | null;
+          "id": string;
+          "kind": string;
+          "locale": string | null;
+          "org_id": string;
+          "scope": string;
+          "tags": (string)[];
+          "title": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "category"?: string | null;
+          "id"?: string | null;
+          "kind"?: string | null;
+          "locale"?: string | null;
+          "org_id"?: string | null;
+          "scope"?: string | null;
+          "tags"?: (string)[] | null;
+          "title"?: string | null;
+          "updated_at"?: string | null;
+        };
+        Update: {
+          "category"?: string | null;
+          "id"?: string | null;
+          "kind"?: string | null;
+          "locale"?: string | null;
+          "org_id"?: string | null;
+          "scope"?: string | null;
+          "tags"?: (string)[] | null;
+          "title"?: string | null;
+          "updated_at"?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "documents_kind_fkey";
+            columns: ["kind"];
+            isOneToOne: false;
+            referencedRelation: "kinds";
+            referencedColumns: ["kind"];
+          },
+        ];
+      };
+    };
+    Functions: {
+      "add_comment": {
+        Args: { "p_anchor"?: Json; "p_body": Json; "p_document_id": string; "p_thread_id"?: string };
+        Returns: {
+          "author_id": string | null;
+          "body": NonNullable<Json>;
+          "body_text": string;
+          "created_at": string;
+          "deleted_at": string | null;
+          "document_id": string;
+          "edited_at": string | null;
+          "id": string;
+          "mentions": (string)[];
+          "org_id": string;
+          "thread_id": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "comments";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "create_link": {
+        Args: {
+          "p_allow_download"?: boolean;
+          "p_document_id": string;
+          "p_expires_at"?: string;
+          "p_level"?: string;
+          "p_password"?: string;
+          "p_template"?: boolean;
+        };
+        Returns: Json;
+      };
+      "delete_comment": {
+        Args: { "p_comment_id": string };
+        Returns: {
+          "author_id": string | null;
+          "body": NonNullable<Json>;
+          "body_text": string;
+          "created_at": string;
+          "deleted_at": string | null;
+          "document_id": string;
+          "edited_at": string | null;
+          "id": string;
+          "mentions": (string)[];
+          "org_id": string;
+          "thread_id": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "comments";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "delete_document": { Args: { "p_document_id": string }; Returns: undefined };
+      "edit_comment": {
+        Args: { "p_body": Json; "p_comment_id": string };
+        Returns: {
+          "author_id": string | null;
+          "body": NonNullable<Json>;
+          "body_text": string;
+          "created_at": string;
+          "deleted_at": string | null;
+          "document_id": string;
+          "edited_at": string | null;
+          "id": string;
+          "mentions": (string)[];
+          "org_id": string;
+          "thread_id": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "comments";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "fork_document": {
+        Args: { "p_document_id": string; "p_target_org_id": string; "p_title"?: string };
+        Returns: {
+          "body": NonNullable<Json>;
+          "body_revision": number;
+          "created_at": string;
+          "created_by": string | null;
+          "forked_from": string | null;
+          "id": string;
+          "is_template": boolean;
+          "kind": string;
+          "last_edit_at": string;
+          "last_version_revision": number;
+          "org_id": string;
+          "origin": string;
+          "owner_id": string | null;
+          "pending_updates": number;
+          "published_at": string | null;
+          "revision": number;
+          "search": unknown;
+          "search_text": string;
+          "status": string;
+          "tags": (string)[];
+          "template_category": string | null;
+          "template_locale": string | null;
+          "template_scope": string;
+          "title": string;
+          "updated_at": string;
+          "version_count": number;
+          "visibility": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "documents";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "load_live": { Args: { "p_document_id": string }; Returns: Json };
+      "my_access": { Args: { "p_document_id": string }; Returns: Json };
+      "pin_version": {
+        Args: { "p_pinned"?: boolean; "p_version_id": string };
+        Returns: {
+          "body": NonNullable<Json>;
+          "created_at": string;
+          "created_by": string | null;
+          "document_id": string;
+          "id": string;
+          "message": string | null;
+          "number": number;
+          "org_id": string;
+          "pinned": boolean;
+          "reason": string;
+          "restored_from": string | null;
+          "revision": number;
+          "title": string;
+          "ystate": string | null;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "versions";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "push_updates": {
+        Args: { "p_document_id": string; "p_updates": (string)[] };
+        Returns: {
+          "revision": number;
+          "update_id": number;
+        }[];
+      };
+      "remove_asset": { Args: { "p_asset_id": string }; Returns: undefined };
+      "resolve_thread": {
+        Args: { "p_resolved"?: boolean; "p_thread_id": string };
+        Returns: {
+          "anchor": Json | null;
+          "anchor_checked_at": string | null;
+          "anchor_status": string | null;
+          "anchor_text": string | null;
+          "created_at": string;
+          "created_by": string | null;
+          "document_id": string;
+          "id": string;
+          "last_comment_at": string;
+          "org_id": string;
+          "resolved_at": string | null;
+          "resolved_by": string | null;
+          "updated_at": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "comment_threads";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "revoke_share": { Args: { "p_share_id": string }; Returns: Json };
+      "search_documents": {
+        Args: {
+          "p_include_archived"?: boolean;
+          "p_kind"?: string;
+          "p_limit"?: number;
+          "p_offset"?: number;
+          "p_org_id"?: string;
+          "p_query": string;
+        };
+        Returns: {
+          "headline": string;
+          "id": string;
+          "kind": string;
+          "org_id": string;
+          "rank": number;
+          "status": string;
+          "tags": (string)[];
+          "title": string;
+          "updated_at": string;
+          "visibility": string;
+        }[];
+      };
+      "share_with_role": {
+        Args: {
+          "p_allow_download"?: boolean;
+          "p_document_id": string;
+          "p_expires_at"?: string;
+          "p_level": string;
+          "p_role": string;
+        };
+        Returns: Json;
+      };
+      "share_with_user": {
+        Args: {
+          "p_allow_download"?: boolean;
+          "p_document_id": string;
+          "p_email"?: string;
+          "p_expires_at"?: string;
+          "p_level": string;
+          "p_user_id"?: string;
+        };
+        Returns: Json;
+      };
+      "update_document": {
+        Args: {
+          "p_document_id": string;
+          "p_is_template"?: boolean;
+          "p_tags"?: (string)[];
+          "p_template_category"?: string;
+          "p_template_locale"?: string;
+          "p_title"?: string;
+          "p_visibility"?: string;
+        };
+        Returns: {
+          "body": NonNullable<Json>;
+          "body_revision": number;
+          "created_at": string;
+          "created_by": string | null;
+          "forked_from": string | null;
+          "id": string;
+          "is_template": boolean;
+          "kind": string;
+          "last_edit_at": string;
+          "last_version_revision": number;
+          "org_id": string;
+          "origin": string;
+          "owner_id": string | null;
+          "pending_updates": number;
+          "published_at": string | null;
+          "revision": number;
+          "search": unknown;
+          "search_text": string;
+          "status": string;
+          "tags": (string)[];
+          "template_category": string | null;
+          "template_locale": string | null;
+          "template_scope": string;
+          "title": string;
+          "updated_at": string;
+          "version_count": number;
+          "visibility": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "documents";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "use_template": {
+        Args: { "p_target_org_id": string; "p_template_id": string; "p_title"?: string };
+        Returns: {
+          "body": NonNullable<Json>;
+          "body_revision": number;
+          "created_at": string;
+          "created_by": string | null;
+          "forked_from": string | null;
+          "id": string;
+          "is_template": boolean;
+          "kind": string;
+          "last_edit_at": string;
+          "last_version_revision": number;
+          "org_id": string;
+          "origin": string;
+          "owner_id": string | null;
+          "pending_updates": number;
+          "published_at": string | null;
+          "revision": number;
+          "search": unknown;
+          "search_text": string;
+          "status": string;
+          "tags": (string)[];
+          "template_category": string | null;
+          "template_locale": string | null;
+          "template_scope": string;
+          "title": string;
+          "updated_at": string;
+          "version_count": number;
+          "visibility": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "documents";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+    };
+    Enums: {
+      [_ in never]: never;
+    };
+    CompositeTypes: {
+      [_ in never]: never;
+    };
+  };
   "notify": {
     Tables: {
       "audit_log": {
@@ -2623,6 +3602,901 @@ export type Database = {
       [_ in never]: never;
     };
   };
+  "video": {
+    Tables: {
+      "deletion_receipts": {
+        Row: {
+          "attempts": number;
+          "created_at": string;
+          "detail": string | null;
+          "id": string;
+          "provider_id": string;
+          "provider_task_id": string;
+          "request_id": string;
+          "status": string;
+          "updated_at": string;
+          "user_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "attempts"?: number;
+          "created_at"?: string;
+          "detail"?: string | null;
+          "id"?: string;
+          "provider_id": string;
+          "provider_task_id": string;
+          "request_id": string;
+          "status": string;
+          "updated_at"?: string;
+          "user_id": string;
+        };
+        Update: {
+          "attempts"?: number;
+          "created_at"?: string;
+          "detail"?: string | null;
+          "id"?: string;
+          "provider_id"?: string;
+          "provider_task_id"?: string;
+          "request_id"?: string;
+          "status"?: string;
+          "updated_at"?: string;
+          "user_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "deletion_receipts_request_id_fkey";
+            columns: ["request_id"];
+            isOneToOne: false;
+            referencedRelation: "privacy_requests";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "export_templates": {
+        Row: {
+          "caption_rules": NonNullable<Json>;
+          "checklist": (string)[];
+          "instructions": (string)[];
+          "name": string;
+          "platform": string;
+          "safe_zones": NonNullable<Json>;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "caption_rules": NonNullable<Json>;
+          "checklist": (string)[];
+          "instructions": (string)[];
+          "name": string;
+          "platform": string;
+          "safe_zones": NonNullable<Json>;
+          "updated_at"?: string;
+        };
+        Update: {
+          "caption_rules"?: NonNullable<Json>;
+          "checklist"?: (string)[];
+          "instructions"?: (string)[];
+          "name"?: string;
+          "platform"?: string;
+          "safe_zones"?: NonNullable<Json>;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "exports": {
+        Row: {
+          "created_at": string;
+          "id": string;
+          "job_id": string;
+          "metadata": NonNullable<Json>;
+          "optimize_job_id": string | null;
+          "org_id": string;
+          "platform": string;
+          "spec_id": string;
+          "user_id": string;
+          "valid": boolean;
+          "violations": NonNullable<Json>;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "id"?: string;
+          "job_id": string;
+          "metadata": NonNullable<Json>;
+          "optimize_job_id"?: string | null;
+          "org_id": string;
+          "platform": string;
+          "spec_id": string;
+          "user_id": string;
+          "valid": boolean;
+          "violations"?: NonNullable<Json>;
+        };
+        Update: {
+          "created_at"?: string;
+          "id"?: string;
+          "job_id"?: string;
+          "metadata"?: NonNullable<Json>;
+          "optimize_job_id"?: string | null;
+          "org_id"?: string;
+          "platform"?: string;
+          "spec_id"?: string;
+          "user_id"?: string;
+          "valid"?: boolean;
+          "violations"?: NonNullable<Json>;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "exports_job_id_fkey";
+            columns: ["job_id"];
+            isOneToOne: false;
+            referencedRelation: "jobs";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "exports_spec_id_fkey";
+            columns: ["spec_id"];
+            isOneToOne: false;
+            referencedRelation: "current_platform_specs";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "exports_spec_id_fkey";
+            columns: ["spec_id"];
+            isOneToOne: false;
+            referencedRelation: "platform_specs";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "job_runs": {
+        Row: {
+          "ai_job_id": string;
+          "created_at": string;
+          "job_id": string;
+          "org_id": string;
+          "run": number;
+        };
+        ComputedFields: never;
+        Insert: {
+          "ai_job_id": string;
+          "created_at"?: string;
+          "job_id": string;
+          "org_id": string;
+          "run": number;
+        };
+        Update: {
+          "ai_job_id"?: string;
+          "created_at"?: string;
+          "job_id"?: string;
+          "org_id"?: string;
+          "run"?: number;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "job_runs_job_id_fkey";
+            columns: ["job_id"];
+            isOneToOne: false;
+            referencedRelation: "jobs";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "jobs": {
+        Row: {
+          "ai_job_id": string | null;
+          "attempt": number;
+          "attempts_before": number;
+          "audio_id": string | null;
+          "charged_credits": number | null;
+          "charged_inr_minor": number | null;
+          "charged_usd_cents": number | null;
+          "created_at": string;
+          "error": Json | null;
+          "est_seconds": number;
+          "finished_at": string | null;
+          "id": string;
+          "idempotency_key": string | null;
+          "org_id": string;
+          "output": Json | null;
+          "output_seconds": number | null;
+          "photo_id": string | null;
+          "price_id": string;
+          "progress": number;
+          "progress_message": string | null;
+          "quoted_credits": number;
+          "quoted_inr_minor": number;
+          "quoted_usd_cents": number;
+          "ratio": string;
+          "resolution": string;
+          "run": number;
+          "script": Json | null;
+          "started_at": string | null;
+          "status": string;
+          "tier": string;
+          "title": string | null;
+          "updated_at": string;
+          "user_id": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "ai_job_id"?: string | null;
+          "attempt"?: number;
+          "attempts_before"?: number;
+          "audio_id"?: string | null;
+          "charged_credits"?: number | null;
+          "charged_inr_minor"?: number | null;
+          "charged_usd_cents"?: number | null;
+          "created_at"?: string;
+          "error"?: Json | null;
+          "est_seconds": number;
+          "finished_at"?: string | null;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "org_id": string;
+          "output"?: Json | null;
+          "output_seconds"?: number | null;
+          "photo_id"?: string | null;
+          "price_id": string;
+          "progress"?: number;
+          "progress_message"?: string | null;
+          "quoted_credits": number;
+          "quoted_inr_minor": number;
+          "quoted_usd_cents": number;
+          "ratio"?: string;
+          "resolution"?: string;
+          "run"?: number;
+          "script"?: Json | null;
+          "started_at"?: string | null;
+          "status"?: string;
+          "tier": string;
+          "title"?: string | null;
+          "updated_at"?: string;
+          "user_id"?: string | null;
+        };
+        Update: {
+          "ai_job_id"?: string | null;
+          "attempt"?: number;
+          "attempts_before"?: number;
+          "audio_id"?: string | null;
+          "charged_credits"?: number | null;
+          "charged_inr_minor"?: number | null;
+          "charged_usd_cents"?: number | null;
+          "created_at"?: string;
+          "error"?: Json | null;
+          "est_seconds"?: number;
+          "finished_at"?: string | null;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "org_id"?: string;
+          "output"?: Json | null;
+          "output_seconds"?: number | null;
+          "photo_id"?: string | null;
+          "price_id"?: string;
+          "progress"?: number;
+          "progress_message"?: string | null;
+          "quoted_credits"?: number;
+          "quoted_inr_minor"?: number;
+          "quoted_usd_cents"?: number;
+          "ratio"?: string;
+          "resolution"?: string;
+          "run"?: number;
+          "script"?: Json | null;
+          "started_at"?: string | null;
+          "status"?: string;
+          "tier"?: string;
+          "title"?: string | null;
+          "updated_at"?: string;
+          "user_id"?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "jobs_audio_id_fkey";
+            columns: ["audio_id"];
+            isOneToOne: false;
+            referencedRelation: "uploads";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "jobs_photo_id_fkey";
+            columns: ["photo_id"];
+            isOneToOne: false;
+            referencedRelation: "uploads";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "jobs_price_id_fkey";
+            columns: ["price_id"];
+            isOneToOne: false;
+            referencedRelation: "tier_prices";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "jobs_tier_fkey";
+            columns: ["tier"];
+            isOneToOne: false;
+            referencedRelation: "tiers";
+            referencedColumns: ["key"];
+          },
+        ];
+      };
+      "platform_specs": {
+        Row: {
+          "aspect_ratios": (string)[] | null;
+          "audio_codecs": (string)[];
+          "containers": (string)[];
+          "created_at": string;
+          "id": string;
+          "max_aspect": number | null;
+          "max_bytes": number | null;
+          "max_fps": number | null;
+          "max_height": number | null;
+          "max_seconds": number | null;
+          "max_width": number | null;
+          "min_aspect": number | null;
+          "min_fps": number | null;
+          "min_height": number | null;
+          "min_seconds": number | null;
+          "min_width": number | null;
+          "notes": string;
+          "platform": string;
+          "requires_faststart": boolean;
+          "source_title": string;
+          "source_url": string;
+          "valid_from": string;
+          "version": number;
+          "video_codecs": (string)[];
+        };
+        ComputedFields: never;
+        Insert: {
+          "aspect_ratios"?: (string)[] | null;
+          "audio_codecs": (string)[];
+          "containers": (string)[];
+          "created_at"?: string;
+          "id"?: string;
+          "max_aspect"?: number | null;
+          "max_bytes"?: number | null;
+          "max_fps"?: number | null;
+          "max_height"?: number | null;
+          "max_seconds"?: number | null;
+          "max_width"?: number | null;
+          "min_aspect"?: number | null;
+          "min_fps"?: number | null;
+          "min_height"?: number | null;
+          "min_seconds"?: number | null;
+          "min_width"?: number | null;
+          "notes"?: string;
+          "platform": string;
+          "requires_faststart"?: boolean;
+          "source_title": string;
+          "source_url": string;
+          "valid_from": string;
+          "version": number;
+          "video_codecs": (string)[];
+        };
+        Update: {
+          "aspect_ratios"?: (string)[] | null;
+          "audio_codecs"?: (string)[];
+          "containers"?: (string)[];
+          "created_at"?: string;
+          "id"?: string;
+          "max_aspect"?: number | null;
+          "max_bytes"?: number | null;
+          "max_fps"?: number | null;
+          "max_height"?: number | null;
+          "max_seconds"?: number | null;
+          "max_width"?: number | null;
+          "min_aspect"?: number | null;
+          "min_fps"?: number | null;
+          "min_height"?: number | null;
+          "min_seconds"?: number | null;
+          "min_width"?: number | null;
+          "notes"?: string;
+          "platform"?: string;
+          "requires_faststart"?: boolean;
+          "source_title"?: string;
+          "source_url"?: string;
+          "valid_from"?: string;
+          "version"?: number;
+          "video_codecs"?: (string)[];
+        };
+        Relationships: [];
+      };
+      "privacy_requests": {
+        Row: {
+          "archive_bytes": number | null;
+          "archive_path": string | null;
+          "created_at": string;
+          "error": string | null;
+          "finished_at": string | null;
+          "id": string;
+          "kind": string;
+          "status": string;
+          "summary": NonNullable<Json>;
+          "updated_at": string;
+          "user_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "archive_bytes"?: number | null;
+          "archive_path"?: string | null;
+          "created_at"?: string;
+          "error"?: string | null;
+          "finished_at"?: string | null;
+          "id"?: string;
+          "kind": string;
+          "status"?: string;
+          "summary"?: NonNullable<Json>;
+          "updated_at"?: string;
+          "user_id": string;
+        };
+        Update: {
+          "archive_bytes"?: number | null;
+          "archive_path"?: string | null;
+          "created_at"?: string;
+          "error"?: string | null;
+          "finished_at"?: string | null;
+          "id"?: string;
+          "kind"?: string;
+          "status"?: string;
+          "summary"?: NonNullable<Json>;
+          "updated_at"?: string;
+          "user_id"?: string;
+        };
+        Relationships: [];
+      };
+      "tier_deployments": {
+        Row: {
+          "deployment_id": string;
+          "position": number;
+          "tier_key": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "deployment_id": string;
+          "position": number;
+          "tier_key": string;
+        };
+        Update: {
+          "deployment_id"?: string;
+          "position"?: number;
+          "tier_key"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "tier_deployments_tier_key_fkey";
+            columns: ["tier_key"];
+            isOneToOne: false;
+            referencedRelation: "tiers";
+            referencedColumns: ["key"];
+          },
+        ];
+      };
+      "tier_prices": {
+        Row: {
+          "created_at": string;
+          "credits": number;
+          "effective_from": string;
+          "id": string;
+          "inr_minor": number;
+          "per_units": number;
+          "tier_key": string;
+          "usd_cents": number;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "credits": number;
+          "effective_from"?: string;
+          "id"?: string;
+          "inr_minor": number;
+          "per_units": number;
+          "tier_key": string;
+          "usd_cents": number;
+        };
+        Update: {
+          "created_at"?: string;
+          "credits"?: number;
+          "effective_from"?: string;
+          "id"?: string;
+          "inr_minor"?: number;
+          "per_units"?: number;
+          "tier_key"?: string;
+          "usd_cents"?: number;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "tier_prices_tier_key_fkey";
+            columns: ["tier_key"];
+            isOneToOne: false;
+            referencedRelation: "tiers";
+            referencedColumns: ["key"];
+          },
+        ];
+      };
+      "tiers": {
+        Row: {
+          "ai_tier": string;
+          "created_at": string;
+          "description": string;
+          "enabled": boolean;
+          "key": string;
+          "max_seconds": number;
+          "name": string;
+          "position": number;
+          "unit": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "ai_tier": string;
+          "created_at"?: string;
+          "description"?: string;
+          "enabled"?: boolean;
+          "key": string;
+          "max_seconds": number;
+          "name": string;
+          "position"?: number;
+          "unit"?: string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "ai_tier"?: string;
+          "created_at"?: string;
+          "description"?: string;
+          "enabled"?: boolean;
+          "key"?: string;
+          "max_seconds"?: number;
+          "name"?: string;
+          "position"?: number;
+          "unit"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "uploads": {
+        Row: {
+          "bucket": string;
+          "bytes": number | null;
+          "created_at": string;
+          "deleted_at": string | null;
+          "duration_ms": number | null;
+          "face": Json | null;
+          "face_checks": number;
+          "face_job_id": string | null;
+          "filename": string;
+          "height": number | null;
+          "id": string;
+          "kind": string | null;
+          "mime_type": string | null;
+          "org_id": string;
+          "path": string;
+          "reject_code": string | null;
+          "reject_reason": string | null;
+          "sha256": string | null;
+          "status": string;
+          "updated_at": string;
+          "user_id": string | null;
+          "validated_at": string | null;
+          "width": number | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "bucket"?: string;
+          "bytes"?: number | null;
+          "created_at"?: string;
+          "deleted_at"?: string | null;
+          "duration_ms"?: number | null;
+          "face"?: Json | null;
+          "face_checks"?: number;
+          "face_job_id"?: string | null;
+          "filename": string;
+          "height"?: number | null;
+          "id"?: string;
+          "kind"?: string | null;
+          "mime_type"?: string | null;
+          "org_id": string;
+          "path": string;
+          "reject_code"?: string | null;
+          "reject_reason"?: string | null;
+          "sha256"?: string | null;
+          "status"?: string;
+          "updated_at"?: string;
+          "user_id"?: string | null;
+          "validated_at"?: string | null;
+          "width"?: number | null;
+        };
+        Update: {
+          "bucket"?: string;
+          "bytes"?: number | null;
+          "created_at"?: string;
+          "deleted_at"?: string | null;
+          "duration_ms"?: number | null;
+          "face"?: Json | null;
+          "face_checks"?: number;
+          "face_job_id"?: string | null;
+          "filename"?: string;
+          "height"?: number | null;
+          "id"?: string;
+          "kind"?: string | null;
+          "mime_type"?: string | null;
+          "org_id"?: string;
+          "path"?: string;
+          "reject_code"?: string | null;
+          "reject_reason"?: string | null;
+          "sha256"?: string | null;
+          "status"?: string;
+          "updated_at"?: string;
+          "user_id"?: string | null;
+          "validated_at"?: string | null;
+          "width"?: number | null;
+        };
+        Relationships: [];
+      };
+    };
+    Views: {
+      "current_platform_specs": {
+        Row: {
+          "aspect_ratios": (string)[] | null;
+          "audio_codecs": (string)[];
+          "containers": (string)[];
+          "created_at": string;
+          "id": string;
+          "max_aspect": number | null;
+          "max_bytes": number | null;
+          "max_fps": number | null;
+          "max_height": number | null;
+          "max_seconds": number | null;
+          "max_width": number | null;
+          "min_aspect": number | null;
+          "min_fps": number | null;
+          "min_height": number | null;
+          "min_seconds": number | null;
+          "min_width": number | null;
+          "notes": string;
+          "platform": string;
+          "requires_faststart": boolean;
+          "source_title": string;
+          "source_url": string;
+          "valid_from": string;
+          "version": number;
+          "video_codecs": (string)[];
+        };
+        ComputedFields: never;
+        Relationships: [];
+      };
+    };
+    Functions: {
+      "cancel_job": {
+        Args: { "p_job_id": string };
+        Returns: {
+          "ai_job_id": string | null;
+          "attempt": number;
+          "attempts_before": number;
+          "audio_id": string | null;
+          "charged_credits": number | null;
+          "charged_inr_minor": number | null;
+          "charged_usd_cents": number | null;
+          "created_at": string;
+          "error": Json | null;
+          "est_seconds": number;
+          "finished_at": string | null;
+          "id": string;
+          "idempotency_key": string | null;
+          "org_id": string;
+          "output": Json | null;
+          "output_seconds": number | null;
+          "photo_id": string | null;
+          "price_id": string;
+          "progress": number;
+          "progress_message": string | null;
+          "quoted_credits": number;
+          "quoted_inr_minor": number;
+          "quoted_usd_cents": number;
+          "ratio": string;
+          "resolution": string;
+          "run": number;
+          "script": Json | null;
+          "started_at": string | null;
+          "status": string;
+          "tier": string;
+          "title": string | null;
+          "updated_at": string;
+          "user_id": string | null;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "jobs";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "create_job": {
+        Args: {
+          "p_audio_id"?: string;
+          "p_idempotency_key"?: string;
+          "p_org_id": string;
+          "p_photo_id": string;
+          "p_ratio"?: string;
+          "p_resolution"?: string;
+          "p_script"?: Json;
+          "p_tier": string;
+          "p_title"?: string;
+        };
+        Returns: {
+          "created": boolean;
+          "job_id": string;
+        }[];
+      };
+      "create_upload": {
+        Args: { "p_filename": string; "p_org_id": string };
+        Returns: {
+          "bucket": string;
+          "bytes": number | null;
+          "created_at": string;
+          "deleted_at": string | null;
+          "duration_ms": number | null;
+          "face": Json | null;
+          "face_checks": number;
+          "face_job_id": string | null;
+          "filename": string;
+          "height": number | null;
+          "id": string;
+          "kind": string | null;
+          "mime_type": string | null;
+          "org_id": string;
+          "path": string;
+          "reject_code": string | null;
+          "reject_reason": string | null;
+          "sha256": string | null;
+          "status": string;
+          "updated_at": string;
+          "user_id": string | null;
+          "validated_at": string | null;
+          "width": number | null;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "uploads";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "delete_upload": {
+        Args: { "p_upload_id": string };
+        Returns: {
+          "bucket": string;
+          "bytes": number | null;
+          "created_at": string;
+          "deleted_at": string | null;
+          "duration_ms": number | null;
+          "face": Json | null;
+          "face_checks": number;
+          "face_job_id": string | null;
+          "filename": string;
+          "height": number | null;
+          "id": string;
+          "kind": string | null;
+          "mime_type": string | null;
+          "org_id": string;
+          "path": string;
+          "reject_code": string | null;
+          "reject_reason": string | null;
+          "sha256": string | null;
+          "status": string;
+          "updated_at": string;
+          "user_id": string | null;
+          "validated_at": string | null;
+          "width": number | null;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "uploads";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "job_attempts": {
+        Args: { "p_job_id": string };
+        Returns: {
+          "attempt": number;
+          "deployment_id": string;
+          "error_class": string;
+          "error_code": string;
+          "finished_at": string;
+          "kind": string;
+          "provider_id": string;
+          "run": number;
+          "started_at": string;
+          "status": string;
+        }[];
+      };
+      "quote": {
+        Args: { "p_seconds": number; "p_tier": string };
+        Returns: {
+          "credits": number;
+          "inr_minor": number;
+          "max_seconds": number;
+          "price_id": string;
+          "seconds": number;
+          "tier": string;
+          "unit": string;
+          "usd_cents": number;
+        }[];
+      };
+      "request_privacy": {
+        Args: { "p_kind": string };
+        Returns: {
+          "archive_bytes": number | null;
+          "archive_path": string | null;
+          "created_at": string;
+          "error": string | null;
+          "finished_at": string | null;
+          "id": string;
+          "kind": string;
+          "status": string;
+          "summary": NonNullable<Json>;
+          "updated_at": string;
+          "user_id": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "privacy_requests";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "retry_job": {
+        Args: { "p_job_id": string };
+        Returns: {
+          "ai_job_id": string | null;
+          "attempt": number;
+          "attempts_before": number;
+          "audio_id": string | null;
+          "charged_credits": number | null;
+          "charged_inr_minor": number | null;
+          "charged_usd_cents": number | null;
+          "created_at": string;
+          "error": Json | null;
+          "est_seconds": number;
+          "finished_at": string | null;
+          "id": string;
+          "idempotency_key": string | null;
+          "org_id": string;
+          "output": Json | null;
+          "output_seconds": number | null;
+          "photo_id": string | null;
+          "price_id": string;
+          "progress": number;
+          "progress_message": string | null;
+          "quoted_credits": number;
+          "quoted_inr_minor": number;
+          "quoted_usd_cents": number;
+          "ratio": string;
+          "resolution": string;
+          "run": number;
+          "script": Json | null;
+          "started_at": string | null;
+          "status": string;
+          "tier": string;
+          "title": string | null;
+          "updated_at": string;
+          "user_id": string | null;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "jobs";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+    };
+    Enums: {
+      [_ in never]: never;
+    };
+    CompositeTypes: {
+      [_ in never]: never;
+    };
+  };
 };
 
 type DatabaseWithoutInternals = Omit<Database, "__InternalSupabase">;
@@ -2729,10 +4603,16 @@ export const Constants = {
   "billing": {
     Enums: {},
   },
+  "content": {
+    Enums: {},
+  },
   "notify": {
     Enums: {},
   },
   "public": {
+    Enums: {},
+  },
+  "video": {
     Enums: {},
   },
 } as const;

@@ -23,6 +23,28 @@ const aiJob = z.object({
   error: z.string().nullable(),
 });
 
+/** A content document event: ids only, so nothing of a private document reaches org channels. */
+const contentDocument = z.object({ document_id: uuid, kind: z.string() });
+
+/** A talking-video upload's verdict; the reason is set when it was rejected. */
+const videoUpload = z.object({
+  upload_id: uuid,
+  kind: z.enum(["photo", "audio"]).nullable(),
+  user_id: uuid.nullable(),
+  reject_code: z.string().nullable(),
+  reject_reason: z.string().nullable(),
+});
+
+/** A talking video's end: seconds and credits settled, or the failure's code. */
+const videoJob = z.object({
+  job_id: uuid,
+  user_id: uuid.nullable(),
+  tier: z.string(),
+  seconds: z.number().nullable(),
+  credits: z.number().int(),
+  error: z.string().nullable(),
+});
+
 export const EVENT_PAYLOADS = {
   "org.created": z.object({ name: z.string(), slug: z.string() }),
   "org.updated": z.object({ name: z.string(), slug: z.string(), require_mfa: z.boolean(), changed: z.array(z.string()) }),
@@ -57,6 +79,31 @@ export const EVENT_PAYLOADS = {
   }),
   "billing.payment_failed": z.object({ invoice_id: z.string(), subscription_id: z.string().nullable(), amount_due: z.number().int(), currency: z.string() }),
   "billing.payment_action_required": z.object({ invoice_id: z.string(), subscription_id: z.string().nullable(), hosted_invoice_url: z.string().nullable() }),
+  "content.document_created": contentDocument.extend({ visibility: z.enum(["private", "org", "link", "public"]) }),
+  "content.document_published": contentDocument.extend({ visibility: z.enum(["private", "org", "link", "public"]) }),
+  "content.document_deleted": contentDocument,
+  /** Sensitive (the document's title): one per person and thread until they read it. */
+  "content.comment_mentioned": z.object({
+    document_id: uuid,
+    thread_id: uuid,
+    comment_id: uuid,
+    user_id: uuid,
+    document_title: z.string(),
+    excerpt: z.string(),
+  }),
+  "content.asset_verified": z.object({ asset_id: uuid, document_id: uuid, mime_type: z.string(), size_bytes: z.number().int() }),
+  "content.asset_rejected": z.object({
+    asset_id: uuid,
+    document_id: uuid,
+    user_id: uuid.nullable(),
+    filename: z.string(),
+    document_title: z.string(),
+    reason: z.string(),
+  }),
+  "video.upload_validated": videoUpload,
+  "video.upload_rejected": videoUpload,
+  "video.job_completed": videoJob,
+  "video.job_failed": videoJob,
 } as const satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof EVENT_PAYLOADS;

@@ -21,6 +21,7 @@ const SQLSTATE_TO_HTTP: Record<string, [ContentfulStatusCode, string]> = {
   "42501": [403, "forbidden"],
   PT402: [402, "payment_required"],
   PT404: [404, "not_found"],
+  PT409: [409, "conflict"],
   PT429: [429, "rate_limited"],
   "22023": [400, "invalid_request"],
   "22P02": [400, "invalid_request"],

@@ -20,6 +20,14 @@ export const WebhookDeliverPayload = z.object({ message_id: z.string().uuid() })
 export const WebhookSweepPayload = z.object({}).strict();
 export const AiJobPayload = z.object({ job_id: z.string().uuid() }).strict();
 export const AiSweepPayload = z.object({}).strict();
+export const ContentCompactPayload = z.object({ document_id: z.string().uuid() }).strict();
+export const ContentSweepPayload = z.object({}).strict();
+export const ContentVerifyAssetPayload = z.object({ asset_id: z.string().uuid() }).strict();
+export const ContentRetentionPayload = z.object({}).strict();
+export const VideoUploadPayload = z.object({ upload_id: z.string().uuid() }).strict();
+export const VideoJobPayload = z.object({ job_id: z.string().uuid() }).strict();
+export const VideoPrivacyPayload = z.object({ request_id: z.string().uuid() }).strict();
+export const VideoRetentionPayload = z.object({}).strict();
 /** `now` lets tests run the digest as if at another hour; cron sends {}. */
 export const NotificationsDigestPayload = z.object({ now: z.string().datetime({ offset: true }).optional() }).strict();
 
@@ -96,6 +104,54 @@ export const JOBS = {
     // The safety net: jobs whose run or poll was lost are picked up again.
     queue: { policy: "stately", retryLimit: 1, retryDelay: 30, expireInSeconds: 120 },
     cron: "* * * * *",
+  },
+  "content.compact": {
+    payload: ContentCompactPayload,
+    workers: 2,
+    // Stately per document (singletonKey): one queued and one running at most, so a burst of
+    // live edits coalesces into one more pass. notify: a long-lived worker starts it at once.
+    queue: { policy: "stately", notify: true, retryLimit: 5, retryDelay: 2, retryBackoff: true, retryDelayMax: 60, expireInSeconds: 300 },
+  },
+  "content.sweep": {
+    payload: ContentSweepPayload,
+    // Every minute: logs the pump missed get compacted, quiet documents get automatic versions.
+    queue: { policy: "stately", retryLimit: 1, retryDelay: 30, expireInSeconds: 120 },
+    cron: "* * * * *",
+  },
+  "content.verify_asset": {
+    payload: ContentVerifyAssetPayload,
+    workers: 2,
+    queue: { policy: "stately", notify: true, retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 300 },
+  },
+  "content.retention": {
+    payload: ContentRetentionPayload,
+    // Hourly: versions past the plan's retention, unreferenced asset bytes, unused reservations.
+    queue: { policy: "stately", retryLimit: 2, retryDelay: 60, expireInSeconds: 600 },
+    cron: "41 * * * *",
+  },
+  "video.validate_upload": {
+    payload: VideoUploadPayload,
+    // I/O-bound: a Storage read and the face check's provider call.
+    workers: 4,
+    // Stately per upload: a re-upload while one runs queues one more pass. Retries ride out a
+    // face check's rate limit or a Storage hiccup.
+    queue: { policy: "stately", notify: true, retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 300 },
+  },
+  "video.start": {
+    payload: VideoJobPayload,
+    workers: 4,
+    queue: { policy: "stately", notify: true, retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 120 },
+  },
+  "video.privacy": {
+    payload: VideoPrivacyPayload,
+    // An erasure retries the provider deletions that failed; an export rebuilds its archive.
+    queue: { retryLimit: 3, retryDelay: 60, retryBackoff: true, expireInSeconds: 1800 },
+  },
+  "video.retention": {
+    payload: VideoRetentionPayload,
+    // Hourly: soft-deleted uploads past 30 days, and reserved paths never uploaded to.
+    queue: { policy: "stately", retryLimit: 2, retryDelay: 60, expireInSeconds: 600 },
+    cron: "29 * * * *",
   },
 } as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string; workers?: number }>;
 

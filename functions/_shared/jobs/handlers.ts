@@ -3,12 +3,14 @@
 import { sql } from "kysely";
 import { aiHandlers } from "../ai/jobs.ts";
 import type { AiWorkerDeps } from "../ai/failure.ts";
+import { contentHandlers, type ContentJobDeps } from "../content/jobs.ts";
 import type { Db } from "../db/client.ts";
 import { asService } from "../db/client.ts";
 import type { EmailTransport } from "../email/transport.ts";
 import { renderInvitationEmail } from "../email/templates.ts";
 import { dispatchPending, type EventConsumer } from "../events/dispatcher.ts";
 import { sendDigests } from "../notifications/digest.ts";
+import { videoHandlers, type VideoJobDeps } from "../video/jobs.ts";
 import type { NotificationMailDeps } from "../notifications/mail.ts";
 import { webhookHandlers, type WebhookJobDeps } from "../webhooks/jobs.ts";
 import { JOBS, type JobName } from "./catalog.ts";
@@ -26,6 +28,10 @@ export interface JobDeps {
   webhooks: Omit<WebhookJobDeps, "db">;
   /** The AI gateway: provider adapters, where outputs are stored, how follow-ups are queued. */
   ai: Omit<AiWorkerDeps, "db">;
+  /** The content engine: Storage (asset bytes) and how compactions are queued. */
+  content: Omit<ContentJobDeps, "db">;
+  /** Talking videos: Storage, the queue, and the AI gateway's worker side (face checks, erasure's provider deletes). */
+  video: Omit<VideoJobDeps, "db">;
 }
 
 export type JobHandler = (data: unknown, jobId: string) => Promise<unknown>;
@@ -34,6 +40,8 @@ export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
   return {
     ...webhookHandlers({ db: deps.db, ...deps.webhooks }),
     ...aiHandlers({ db: deps.db, ...deps.ai }),
+    ...contentHandlers({ db: deps.db, ...deps.content }),
+    ...videoHandlers({ db: deps.db, ...deps.video }),
     "email.send": async (data, jobId) => {
       const msg = JOBS["email.send"].payload.parse(data);
       // The job id is stable across retries, so it doubles as the provider idempotency key.

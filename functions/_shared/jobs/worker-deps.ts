@@ -2,10 +2,12 @@
 import { createAdapterRegistry } from "../ai/adapters.ts";
 import type { AiWorkerDeps } from "../ai/failure.ts";
 import { loadConfig } from "../config.ts";
+import { createContentAssetsConsumer } from "../content/consumer.ts";
 import { createDb } from "../db/client.ts";
 import { createEmailTransport } from "../email/transport.ts";
 import { realtimeConsumer } from "../events/realtime-consumer.ts";
 import { createNotificationsConsumer } from "../notifications/consumer.ts";
+import { createVideoConsumer } from "../video/consumer.ts";
 import { createWebhooksConsumer } from "../webhooks/consumer.ts";
 import { deliveryScheduler } from "../webhooks/queue.ts";
 import { createHandlers } from "./handlers.ts";
@@ -32,9 +34,17 @@ export function createWorker(env: Record<string, string | undefined>) {
     webhookUrl: (p) => p.kind === "replicate" ? `${cfg.SUPABASE_URL}/functions/v1/webhooks/ai/${p.id}` : undefined,
     pollMs: cfg.PLINTH_AI_POLL_MS,
   };
+  const content = { storage: ai.storage, jobs: { ready: async () => boss } };
+  const video = { storage: ai.storage, jobs: { ready: async () => boss }, ai };
   const handlers = createHandlers({
-    db, email, appUrl: cfg.PLINTH_APP_URL, webhooks, notifications, ai,
-    consumers: [realtimeConsumer, createWebhooksConsumer(webhooks.schedule), createNotificationsConsumer(notifications)],
+    db, email, appUrl: cfg.PLINTH_APP_URL, webhooks, notifications, ai, content, video,
+    consumers: [
+      realtimeConsumer,
+      createWebhooksConsumer(webhooks.schedule),
+      createNotificationsConsumer(notifications),
+      createContentAssetsConsumer(content.jobs),
+      createVideoConsumer(video.jobs),
+    ],
   });
   return {
     cfg,

@@ -12,7 +12,7 @@ import { requestMeta, requireAuth } from "../middleware.ts";
 import { commonErrors, UuidParam } from "../schemas.ts";
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
-const Modality = z.enum(["text", "image", "video", "audio", "embedding", "moderation"]);
+const Modality = z.enum(["text", "image", "video", "audio", "embedding", "moderation", "vision"]);
 const Tier = z.enum(["economy", "balanced", "premium"]);
 const ModelName = z.string().min(1).max(100).regex(/^[a-z0-9][a-z0-9._:/-]*$/);
 const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/);

@@ -195,8 +195,8 @@ export function registerBilling(app: OpenAPIHono<ApiEnv>) {
 
     const ctx = await asUser(db, principal.claims, async (tx) => {
       await assertBillingManager(tx, org_id);
-      const { rows: prices } = await sql<{ type: string; credits: number | null; plan_key: string | null }>`
-        select pr.type, p.credits, p.plan_key from billing.prices pr join billing.products p on p.id = pr.product_id
+      const { rows: prices } = await sql<{ type: string; currency: string; credits: number | null; plan_key: string | null }>`
+        select pr.type, pr.currency, p.credits, p.plan_key from billing.prices pr join billing.products p on p.id = pr.product_id
         where pr.id = ${body.price_id} and pr.active and p.active`.execute(tx);
       const { rows: org } = await sql<{ name: string }>`select name from public.orgs where id = ${org_id}::uuid`.execute(tx);
       return { price: prices[0], orgName: org[0]?.name };
@@ -212,6 +212,9 @@ export function registerBilling(app: OpenAPIHono<ApiEnv>) {
     // Server-set, so the webhook grants what was sold even if the product changes meanwhile.
     const metadata: Record<string, string> = { org_id, plinth_price_id: body.price_id, plinth_quantity: String(body.quantity) };
     if (mode === "payment") metadata.plinth_credits = String(ctx.price.credits);
+    // Rupee prices offer UPI beside cards (UPI subscriptions run on Stripe's e-mandates, which
+    // confirm late: access still changes only on the webhook-confirmed state).
+    const methods = ctx.price.currency.toLowerCase() === "inr" ? { payment_method_types: ["card", "upi"] as ("card" | "upi")[] } : {};
     const create = () =>
       stripe.checkout.sessions.create({
         mode,
@@ -221,6 +224,7 @@ export function registerBilling(app: OpenAPIHono<ApiEnv>) {
         success_url: body.success_url,
         cancel_url: body.cancel_url,
         metadata,
+        ...methods,
         ...(mode === "subscription"
           ? { subscription_data: { metadata: { org_id } } }
           : { payment_intent_data: { metadata } }),

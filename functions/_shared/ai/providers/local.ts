@@ -10,7 +10,10 @@
 //   the category, violence otherwise)
 // - speech: a quiet WAV tone about as long as reading the text aloud (15 characters a second)
 // - video (async): submit → queued, first get → running, then succeeded with a 1 s MP4;
-//   durationSeconds is the requested duration. Tasks live in this module, per process.
+//   durationSeconds is how long the script takes to read (a talking photo: the speech decides
+//   its length, as D-ID reports it), else the requested duration. Tasks live in this module, per process.
+// - detectFaces: one face in the middle of the picture; none when the file's bytes contain the
+//   marker NOFACE (a PNG text chunk, a JPEG comment); a refusal when they contain FLAGME.
 import { createHash } from "node:crypto";
 import {
   type AsyncSubmitRequest,
@@ -31,6 +34,8 @@ export interface LocalOptions {
 }
 
 export const LOCAL_FLAG_WORD = "FLAGME";
+/** Bytes of an image that make the local face check find no face. */
+export const LOCAL_NO_FACE = "NOFACE";
 export const LOCAL_MAX_IMAGE_PX = 512;
 export const LOCAL_EMBEDDING_DIMENSIONS = 256;
 const SPEECH_CHARS_PER_SECOND = 15;
@@ -123,6 +128,13 @@ export function createLocalAdapter(conn: ProviderConnection, opts: LocalOptions 
       const hz = 220 + (hashBytes(req.voice)[0] % 220);
       // Always WAV: there is no MP3 encoder here, and mimeType says what the bytes are.
       return { file: { bytes: encodeWav(seconds, hz), mimeType: "audio/wav" }, seconds, characters, providerRequestId: requestId("speech", req) };
+    },
+
+    async detectFaces(req) {
+      const marker = (word: string) => indexOfAscii(req.image, word) >= 0;
+      if (marker(flagWord)) throw new ProviderError("content_policy", "the local face check refuses images marked FLAGME", { code: "refused" });
+      const faces = marker(LOCAL_NO_FACE) ? [] : [{ x: 0.3, y: 0.2, width: 0.4, height: 0.45, score: 0.99 }];
+      return { faces, providerRequestId: requestId("faces", req.model, req.image.length) };
     },
 
     async submit(req: AsyncSubmitRequest) {
@@ -252,12 +264,21 @@ function speechSeconds(characters: number): number {
 }
 
 function videoSeconds(input: Record<string, unknown>): number {
-  const asked = Number(input.duration_seconds);
-  if (Number.isFinite(asked) && asked > 0) return asked;
   // A talking photo lasts as long as its script takes to read.
   const script = input.script as { text?: unknown } | undefined;
   if (typeof script?.text === "string") return Math.ceil(speechSeconds([...script.text].length));
+  const asked = Number(input.duration_seconds);
+  if (Number.isFinite(asked) && asked > 0) return asked;
   return DEFAULT_VIDEO_SECONDS;
+}
+
+function indexOfAscii(bytes: Uint8Array, word: string): number {
+  const w = new TextEncoder().encode(word);
+  outer: for (let i = 0; i + w.length <= bytes.length; i++) {
+    for (let j = 0; j < w.length; j++) if (bytes[i + j] !== w[j]) continue outer;
+    return i;
+  }
+  return -1;
 }
 
 function view(task: LocalTaskState): AsyncTask {
