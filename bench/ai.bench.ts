@@ -25,6 +25,7 @@ import { createBoss, ensureQueues } from "../functions/_shared/jobs/queue.ts";
 import { workOptions } from "../functions/_shared/jobs/runner.ts";
 import { userToken } from "../scripts/lib/keys.ts";
 import { startFakeAi } from "../scripts/fakes/ai.ts";
+import { pool, waitUntil } from "./lib/concurrency.ts";
 import { summarize } from "./lib/stats.ts";
 
 const JOBS = Number(process.env.BENCH_AI_JOBS ?? 400);
@@ -66,21 +67,6 @@ async function seed(c: pg.Client, fakeUrl: string) {
   await c.query(`insert into ai.prices (deployment_id, unit, per_units, provider_cost_micros, credits, effective_from) values
                  ('bench-openai/chat', 'input_token', 1000000, 0, 100, now() - interval '1 day'),
                  ('bench-openai/chat', 'output_token', 1000000, 0, 100, now() - interval '1 day')`);
-}
-
-async function pool(n: number, concurrency: number, fn: (i: number) => Promise<unknown>) {
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) await fn(next++);
-  }));
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs = 120_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 export async function run(url: string) {

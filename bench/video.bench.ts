@@ -36,6 +36,7 @@ import { startFakeAi } from "../scripts/fakes/ai.ts";
 import { startGateway } from "../scripts/platform/gateway.ts";
 import { craftMp4 } from "../tests/helpers/mp4.ts";
 import { freePort } from "../tests/setup/free-port.ts";
+import { pool, waitUntil } from "./lib/concurrency.ts";
 import { summarize } from "./lib/stats.ts";
 
 const JOBS = Number(process.env.BENCH_VIDEO_JOBS ?? 40);
@@ -74,21 +75,6 @@ async function seed(c: pg.Client, fakeUrl: string) {
   await c.query(`insert into video.tiers (key, name, ai_tier, max_seconds) values ('bench', 'Bench', 'balanced', 300)`);
   await c.query(`insert into video.tier_deployments (tier_key, position, deployment_id) values ('bench', 0, 'bench-runway/video'), ('bench', 1, 'local/video')`);
   await c.query(`insert into video.tier_prices (tier_key, per_units, inr_minor, usd_cents, credits, effective_from) values ('bench', 100, 1500, 18, 18, now() - interval '1 day')`);
-}
-
-async function pool(n: number, concurrency: number, fn: (i: number) => Promise<unknown>) {
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) await fn(next++);
-  }));
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs = 180_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 export async function run(url: string) {
