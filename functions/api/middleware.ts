@@ -22,6 +22,13 @@ export const requireUser = createMiddleware<ApiEnv>(async (c, next) => {
   await next();
 });
 
+/** The signed-in user's id, on routes behind requireUser. */
+export function userIdOf(c: Context<ApiEnv>): string {
+  const principal = c.get("principal");
+  if (principal.kind !== "user") throw new ApiError(403, "user_required", "this action needs a signed-in user, not an API key");
+  return principal.userId;
+}
+
 /** The request's id, client IP and user agent, recorded with the events and audit rows it causes. */
 export function requestMeta(c: Context<ApiEnv>): RequestMeta {
   const forwarded = c.req.header("x-forwarded-for")?.split(",")[0]?.trim();

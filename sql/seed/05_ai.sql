@@ -7,7 +7,8 @@ update ai.providers set enabled = true where id = 'local';
 -- local/* first in every tier; the real providers stay behind it as fallbacks.
 do $$
 begin
-  if not exists (select 1 from ai.tiers where deployment_id like 'local/%') then
+  -- (local/vision is in the migration's default tiers already: the face check has no other provider.)
+  if not exists (select 1 from ai.tiers where deployment_id like 'local/%' and modality <> 'vision') then
     update ai.tiers set position = position + 1000;
     update ai.tiers set position = position - 999;
     insert into ai.tiers (modality, tier, position, deployment_id)

@@ -28,7 +28,7 @@ comment on column ai.providers.enabled is 'Off: no deployment of this provider i
 
 create table ai.models (
   id text primary key check (id ~ '^[a-z0-9][a-z0-9._:/-]{0,99}$'),
-  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation')),
+  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation', 'vision')),
   capabilities text[] not null default '{}',
   context_window int check (context_window > 0),
   max_output int check (max_output > 0),
@@ -84,7 +84,7 @@ comment on column ai.prices.credits is 'What we charge the org for per_units uni
 comment on column ai.prices.effective_from is 'The row is in force from this time until a later row for the same deployment, unit and variant.';
 
 create table ai.tiers (
-  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation')),
+  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation', 'vision')),
   tier text not null check (tier in ('economy', 'balanced', 'premium')),
   position int not null check (position >= 0),
   deployment_id text not null references ai.deployments (id) on delete cascade,
@@ -95,7 +95,7 @@ comment on table ai.tiers is 'The default route of each quality tier per modalit
 
 create table ai.org_routes (
   org_id uuid not null references public.orgs (id) on delete cascade,
-  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation')),
+  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation', 'vision')),
   tier text not null check (tier in ('economy', 'balanced', 'premium')),
   position int not null check (position >= 0),
   deployment_id text not null references ai.deployments (id) on delete cascade,
@@ -190,7 +190,8 @@ insert into ai.models (id, modality, capabilities, context_window, max_output, d
   ('local-video', 'video', '{image_to_video,talking_photo}', null, null, 'Deterministic local MP4 (keyless development)'),
   ('local-audio', 'audio', '{text_to_speech}', null, null, 'Deterministic local WAV (keyless development)'),
   ('local-embedding', 'embedding', '{}', 32000, null, 'Deterministic local vectors (keyless development)'),
-  ('local-moderation', 'moderation', '{}', null, null, 'Local moderation: flags inputs containing FLAGME');
+  ('local-moderation', 'moderation', '{}', null, null, 'Local moderation: flags inputs containing FLAGME'),
+  ('local-vision', 'vision', '{faces}', null, null, 'Local face check (keyless development): one face in the middle of the picture, none when the file contains NOFACE, a refusal when it contains FLAGME');
 
 insert into ai.deployments (id, model_id, provider_id, provider_model, priority, policy_alternative) values
   ('openai/gpt-4o-mini', 'gpt-4o-mini', 'openai', 'gpt-4o-mini', 10, false),
@@ -209,7 +210,8 @@ insert into ai.deployments (id, model_id, provider_id, provider_model, priority,
   ('local/video', 'local-video', 'local', 'local-video', 10, true),
   ('local/audio', 'local-audio', 'local', 'local-audio', 10, false),
   ('local/embedding', 'local-embedding', 'local', 'local-embedding', 10, false),
-  ('local/moderation', 'local-moderation', 'local', 'local-moderation', 10, false);
+  ('local/moderation', 'local-moderation', 'local', 'local-moderation', 10, false),
+  ('local/vision', 'local-vision', 'local', 'local-vision', 10, false);
 
 insert into ai.prices (deployment_id, unit, variant, per_units, provider_cost_micros, credits, effective_from) values
   ('openai/gpt-4o-mini', 'input_token', '', 1000000, 150000, 30, '2026-01-01'),
@@ -236,7 +238,8 @@ insert into ai.prices (deployment_id, unit, variant, per_units, provider_cost_mi
   ('local/video', 'video_second', '', 1, 0, 5, '2026-01-01'),
   ('local/audio', 'character', '', 1000, 0, 1, '2026-01-01'),
   ('local/embedding', 'input_token', '', 1000000, 0, 10, '2026-01-01'),
-  ('local/moderation', 'call', '', 1, 0, 0, '2026-01-01');
+  ('local/moderation', 'call', '', 1, 0, 0, '2026-01-01'),
+  ('local/vision', 'call', '', 1, 0, 0, '2026-01-01');
 
 insert into ai.tiers (modality, tier, position, deployment_id) values
   ('text', 'economy', 0, 'openai/gpt-4o-mini'),
@@ -256,7 +259,9 @@ insert into ai.tiers (modality, tier, position, deployment_id) values
   ('audio', 'balanced', 0, 'openai/tts-1'),
   ('embedding', 'economy', 0, 'openai/text-embedding-3-small'),
   ('embedding', 'balanced', 0, 'openai/text-embedding-3-small'),
-  ('moderation', 'economy', 0, 'openai/omni-moderation-latest');
+  ('moderation', 'economy', 0, 'openai/omni-moderation-latest'),
+  -- The face check: only the local provider implements it; a hosted project adds a real vision deployment.
+  ('vision', 'economy', 0, 'local/vision');
 
 -- ---------------------------------------------------------------------------
 -- RLS and grants. The catalog is public to signed-in users (model pickers, price lists);
@@ -386,7 +391,7 @@ grant execute on function private.ai_record_health(text, boolean, int, text, big
 comment on column ai.providers.id is 'Short name used by deployments and in the env override PLINTH_AI_<ID>_BASE_URL (e.g. openai, anthropic, groq).';
 comment on column ai.providers.created_at is 'When the provider was added.';
 comment on column ai.providers.updated_at is 'Last change (set by trigger).';
-comment on column ai.models.modality is 'What the model produces: text, image, video, audio, embedding or moderation; jobs of that modality may use it.';
+comment on column ai.models.modality is 'What the model produces: text, image, video, audio, embedding, moderation, or vision (facts about an image: face boxes); jobs of that modality may use it.';
 comment on column ai.models.description is 'Shown to admins and in model pickers.';
 comment on column ai.models.enabled is 'Off: not routed to, not listed, not accepted by name.';
 comment on column ai.models.created_at is 'When the model was added.';

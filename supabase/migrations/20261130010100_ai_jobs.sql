@@ -30,7 +30,7 @@ create table ai.jobs (
   batch_id uuid references ai.batches (id) on delete cascade,
   source text not null check (source ~ '^[a-z][a-z0-9_]{1,31}$'),
   idempotency_key text check (length(idempotency_key) between 1 and 200),
-  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation')),
+  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation', 'vision')),
   tier text check (tier in ('economy', 'balanced', 'premium')),
   model_id text,
   input jsonb not null,
@@ -41,7 +41,7 @@ create table ai.jobs (
   output jsonb,
   error jsonb,
   reservation_id uuid,
-  reserved_credits bigint not null check (reserved_credits > 0),
+  reserved_credits bigint not null check (reserved_credits >= 0),
   settled_credits bigint check (settled_credits >= 0),
   provider_cost_micros bigint check (provider_cost_micros >= 0),
   deployment_id text,
@@ -65,7 +65,7 @@ comment on column ai.jobs.idempotency_key is 'The client''s Idempotency-Key: a s
 comment on column ai.jobs.route is 'The deployments the router may use, in order, each with the price rows in force at submission (what the job is priced from): {"main": [...], "moderation": [...]?, "enhance": [...]?}.';
 comment on column ai.jobs.output is 'Text jobs: {text, finish_reason, usage}. File jobs: {files: [{path, mime_type, bytes, sha256}]} in the ai-outputs bucket.';
 comment on column ai.jobs.error is '{code, message, class} when failed: the last attempt''s error, or why nothing could run.';
-comment on column ai.jobs.reserved_credits is 'The worst case held at admission (max output x the highest rate in the route, n x image price, seconds x video price).';
+comment on column ai.jobs.reserved_credits is 'The worst case held at admission (max output x the highest rate in the route, n x image price, seconds x video price); 0 for a free route, which holds nothing (reservation_id is then null).';
 comment on column ai.jobs.settled_credits is 'What was charged: the succeeded attempt''s credits, never more than reserved_credits.';
 
 create table ai.attempts (
@@ -165,13 +165,14 @@ as $$
     when 'video' then array['video_second']
     when 'audio' then array['character']
     when 'moderation' then array['call']
+    when 'vision' then array['call']
   end
 $$;
 
--- The route for a request: by model name (its deployments by priority) or by tier (the org's
--- own route, else the default). Only enabled, fully priced deployments of enabled providers;
--- each with its price rows in force at p_at. Policy and plan checks are the caller's.
-create or replace function private.ai_route(p_org_id uuid, p_modality text, p_tier text, p_model text, p_at timestamptz default now())
+-- The deployments named, in that order, that can serve the modality now: enabled (with their
+-- model and provider) and priced in every unit the modality needs, each with its price rows in
+-- force at p_at. Unknown or unpriced names are left out (fail closed).
+create or replace function private.ai_route_of(p_deployments text[], p_modality text, p_at timestamptz default now())
 returns table (
   deployment_id text, model_id text, provider_id text, provider_kind text, provider_model text,
   context_window int, max_output int, policy_alternative boolean, prices jsonb)
@@ -179,17 +180,7 @@ language sql stable security definer
 set search_path = ''
 as $$
   with chain as (
-    select d.id, ord
-    from (
-      select r.deployment_id as id, r.position as ord from ai.org_routes r
-      where p_model is null and r.org_id = p_org_id and r.modality = p_modality and r.tier = p_tier
-      union all
-      select t.deployment_id, t.position from ai.tiers t
-      where p_model is null and t.modality = p_modality and t.tier = p_tier
-        and not exists (select 1 from ai.org_routes r where r.org_id = p_org_id and r.modality = p_modality and r.tier = p_tier)
-      union all
-      select d.id, d.priority from ai.deployments d where p_model is not null and d.model_id = p_model
-    ) d
+    select c.id, min(c.ord) as ord from unnest(p_deployments) with ordinality as c (id, ord) group by c.id
   ),
   priced as (
     select c.ord, d.id, d.model_id, p.id as provider_id, p.kind, d.provider_model, m.context_window, m.max_output,
@@ -214,6 +205,30 @@ as $$
   order by ord
 $$;
 
+-- The route for a request: by model name (its deployments by priority) or by tier (the org's
+-- own route, else the default); ai_route_of keeps the usable ones and prices them.
+create or replace function private.ai_route(p_org_id uuid, p_modality text, p_tier text, p_model text, p_at timestamptz default now())
+returns table (
+  deployment_id text, model_id text, provider_id text, provider_kind text, provider_model text,
+  context_window int, max_output int, policy_alternative boolean, prices jsonb)
+language sql stable security definer
+set search_path = ''
+as $$
+  select * from private.ai_route_of(array(
+    select d.id from (
+      select r.deployment_id as id, r.position as ord from ai.org_routes r
+      where p_model is null and r.org_id = p_org_id and r.modality = p_modality and r.tier = p_tier
+      union all
+      select t.deployment_id, t.position from ai.tiers t
+      where p_model is null and t.modality = p_modality and t.tier = p_tier
+        and not exists (select 1 from ai.org_routes r where r.org_id = p_org_id and r.modality = p_modality and r.tier = p_tier)
+      union all
+      select d.id, d.priority from ai.deployments d where p_model is not null and d.model_id = p_model
+    ) d
+    order by d.ord, d.id), p_modality, p_at)
+$$;
+
+
 -- ---------------------------------------------------------------------------
 -- Rate limits: a token bucket per org and per member (or API key), refilled continuously
 -- ---------------------------------------------------------------------------
@@ -227,9 +242,10 @@ create table private.ai_rate_buckets (
 );
 comment on table private.ai_rate_buckets is 'AI rate limits: one token bucket per org (subject org) and per member or API key. Capacity = the plan''s per-minute limit; it refills at capacity/60 per second.';
 
--- Takes one token from a bucket, or raises PT429 with the seconds until one is free. One
--- statement: it takes the token first and raises when there was none, which rolls it back.
-create or replace function private.ai_take_token(p_org_id uuid, p_subject text, p_per_minute bigint) returns void
+-- Takes one token from a bucket holding `p_capacity` that refills evenly over `p_period`, or
+-- raises PT429 with the seconds until one is free (`p_what` names the limit in the message).
+create or replace function private.ai_take_token(p_org_id uuid, p_subject text, p_capacity bigint, p_period interval, p_what text)
+returns void
 language plpgsql security definer
 set search_path = ''
 as $$
@@ -238,26 +254,28 @@ declare
   v_rate double precision;
   v_tokens double precision;
 begin
-  if p_per_minute is null then
+  if p_capacity is null then
     return; -- unlimited
   end if;
-  if p_per_minute <= 0 then
-    raise exception 'AI is not included in this plan' using errcode = 'PT402';
+  if p_capacity <= 0 then
+    raise exception '% are not included in this plan', p_what using errcode = 'PT402';
   end if;
-  v_rate := p_per_minute / 60.0;
+  v_rate := p_capacity / extract(epoch from p_period);
   insert into private.ai_rate_buckets as b (org_id, subject, tokens, refilled_at)
-  values (p_org_id, p_subject, p_per_minute - 1, v_now)
+  values (p_org_id, p_subject, p_capacity - 1, v_now)
   on conflict (org_id, subject) do update
-    set tokens = least(p_per_minute::double precision,
+    set tokens = least(p_capacity::double precision,
                        b.tokens + extract(epoch from (v_now - b.refilled_at)) * v_rate) - 1,
         refilled_at = v_now
   returning tokens into v_tokens;
   if v_tokens < 0 then
-    raise exception 'rate limit reached: % AI requests per minute', p_per_minute
+    raise exception 'rate limit reached: % %', p_capacity, p_what
       using errcode = 'PT429', hint = 'retry_after=' || greatest(1, ceil(-v_tokens / v_rate))::int;
   end if;
 end
 $$;
+
+
 
 -- Provider callbacks seen, so a redelivered webhook (same webhook-id) is applied once.
 create table private.ai_webhook_receipts (
@@ -320,7 +338,7 @@ declare
   v_id uuid := gen_random_uuid();
   v_job ai.jobs;
   v_policy ai.org_policies;
-  v_res billing.credit_reservations;
+  v_res_id uuid;
   v_cap bigint;
   v_plan jsonb;
 begin
@@ -335,23 +353,20 @@ begin
   if p_idempotency_key is not null then
     select * into v_job from ai.jobs j where j.org_id = p_org_id and j.idempotency_key = p_idempotency_key;
     if found then
-      -- The same request again, from the same submitter. Another submitter's job (its input and
-      -- output) is not theirs to see: the key is taken.
       if v_job.user_id is distinct from p_user_id or v_job.api_key_id is distinct from p_api_key_id then
         raise exception 'this Idempotency-Key was already used in this org by someone else; send a fresh one' using errcode = '23505';
       end if;
       return v_job;
     end if;
   end if;
-  if p_worst_case is null or p_worst_case <= 0 then
-    raise exception 'the worst-case cost must be positive' using errcode = '22023';
+  if p_worst_case is null or p_worst_case < 0 then
+    raise exception 'the worst-case cost must not be negative' using errcode = '22023';
   end if;
   if jsonb_typeof(p_route -> 'main') is distinct from 'array' or jsonb_array_length(p_route -> 'main') = 0 then
     raise exception 'no priced deployment can serve this request' using errcode = '22023';
   end if;
 
   select * into v_policy from ai.org_policies where org_id = p_org_id;
-  -- The plan's AI entitlements, read once: {key: {enabled, limit}} (a missing key grants nothing).
   select coalesce(jsonb_object_agg(e.key, jsonb_build_object('enabled', e.enabled, 'limit', e.limit_value)), '{}')
     into v_plan
     from billing.entitlements e
@@ -368,14 +383,17 @@ begin
     raise exception 'model % is not allowed by this org''s AI policy', p_model using errcode = '42501';
   end if;
 
-  perform private.ai_take_token(p_org_id, 'org', private.ai_plan_limit(v_plan, 'ai_requests_per_minute'));
+  perform private.ai_take_token(p_org_id, 'org', private.ai_plan_limit(v_plan, 'ai_requests_per_minute'),
+                                interval '1 minute', 'AI requests per minute');
   perform private.ai_take_token(p_org_id, coalesce(p_user_id::text, 'key:' || p_api_key_id::text, 'service'),
-                                private.ai_plan_limit(v_plan, 'ai_member_requests_per_minute'));
+                                private.ai_plan_limit(v_plan, 'ai_member_requests_per_minute'),
+                                interval '1 minute', 'AI requests per minute per member');
 
-  v_res := billing.reserve_credits(p_org_id, p_worst_case, 'ai-job:' || v_id, p_ttl, 'ai.job:' || v_id);
+  -- A free route can charge nothing, so it holds nothing (and needs no balance).
+  if p_worst_case > 0 then
+    v_res_id := (billing.reserve_credits(p_org_id, p_worst_case, 'ai-job:' || v_id, p_ttl, 'ai.job:' || v_id)).id;
+  end if;
 
-  -- Caps, under the account lock the reservation took, counting this job. The org's own cap
-  -- only narrows the plan's (least() skips a null): an org admin cannot lift the plan's.
   v_cap := least(v_policy.monthly_credit_cap, private.ai_plan_limit(v_plan, 'ai_monthly_credit_cap'));
   if v_cap is not null and private.ai_month_spend(p_org_id) + p_worst_case > v_cap then
     raise exception 'this org''s monthly AI spend cap of % credits would be exceeded', v_cap using errcode = 'PT402';
@@ -389,7 +407,7 @@ begin
   insert into ai.jobs (id, org_id, user_id, api_key_id, batch_id, source, idempotency_key, modality, tier, model_id,
                        input, route, reserved_credits, reservation_id)
   values (v_id, p_org_id, p_user_id, p_api_key_id, p_batch_id, p_source, p_idempotency_key, p_modality, p_tier, p_model,
-          p_input, p_route, p_worst_case, v_res.id)
+          p_input, p_route, p_worst_case, v_res_id)
   returning * into v_job;
   return v_job;
 end
@@ -440,6 +458,7 @@ declare
   v_charge bigint;
   v_cost bigint;
   v_deployment text;
+  v_succeeded bigint;
 begin
   if p_status not in ('succeeded', 'failed', 'canceled') then
     raise exception 'a job ends succeeded, failed or canceled' using errcode = '22023';
@@ -451,15 +470,18 @@ begin
   if v_job.status in ('succeeded', 'failed', 'canceled') then
     return v_job;
   end if;
-  select coalesce(sum(a.provider_cost_micros), 0) into v_cost from ai.attempts a where a.job_id = p_job_id and a.billed;
-  select a.deployment_id into v_deployment from ai.attempts a
-  where a.job_id = p_job_id and a.purpose = 'main' and a.status = 'succeeded' order by a.attempt_no desc limit 1;
+  -- One read of the attempts: what the providers billed, what succeeded, and which answered.
+  select coalesce(sum(a.provider_cost_micros) filter (where a.billed), 0),
+         coalesce(sum(a.credits) filter (where a.status = 'succeeded'), 0),
+         (array_agg(a.deployment_id order by a.attempt_no desc) filter (where a.purpose = 'main' and a.status = 'succeeded'))[1]
+    into v_cost, v_succeeded, v_deployment
+    from ai.attempts a where a.job_id = p_job_id;
   -- What the org pays: on success, every succeeded attempt (the main call, moderation, prompt
   -- enhancement); otherwise nothing, unless the caller names delivered partial work (a stream
   -- cut after the client received part of it).
   v_charge := least(v_job.reserved_credits, case
     when p_charge is not null then p_charge
-    when p_status = 'succeeded' then (select coalesce(sum(a.credits), 0) from ai.attempts a where a.job_id = p_job_id and a.status = 'succeeded')
+    when p_status = 'succeeded' then v_succeeded
     else 0 end);
   -- A reservation that expired meanwhile (a job stuck past its TTL) has already given its
   -- credits back: charge nothing rather than take credits no longer held.
@@ -492,6 +514,22 @@ begin
                          'error', case when p_status = 'failed' then p_error ->> 'code' end));
   end if;
   return v_job;
+end
+$$;
+
+-- Replaces ended jobs' inputs (prompts, scripts, file paths: personal data) with a marker; the
+-- record of what ran and what it cost stays. Returns how many changed.
+create or replace function private.ai_erase_job_inputs(p_job_ids uuid[]) returns int
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_n int;
+begin
+  update ai.jobs set input = jsonb_build_object('erased', true)
+   where id = any (p_job_ids) and status in ('succeeded', 'failed', 'canceled') and input is distinct from jsonb_build_object('erased', true);
+  get diagnostics v_n = row_count;
+  return v_n;
 end
 $$;
 
@@ -671,16 +709,17 @@ create policy "writers remove presets" on ai.org_presets
 
 revoke all on function private.ai_required_units(text), private.ai_plan_limit(jsonb, text),
   private.ai_route(uuid, text, text, text, timestamptz),
-  private.ai_take_token(uuid, text, bigint), private.ai_month_spend(uuid, uuid, uuid),
+  private.ai_take_token(uuid, text, bigint, interval, text),
+  private.ai_route_of(text[], text, timestamptz), private.ai_erase_job_inputs(uuid[]), private.ai_month_spend(uuid, uuid, uuid),
   private.ai_admit_job(uuid, uuid, uuid, text, text, text, text, jsonb, jsonb, bigint, text, uuid, interval),
   private.ai_finish_job(uuid, text, jsonb, jsonb, bigint), private.ai_broadcast_job(),
   private.ai_open_batch(uuid, uuid, uuid, text, int) from public;
 -- The api admits as the caller (private is never exposed through PostgREST); the worker as service_role.
-grant execute on function private.ai_route(uuid, text, text, text, timestamptz),
+grant execute on function private.ai_route(uuid, text, text, text, timestamptz), private.ai_route_of(text[], text, timestamptz),
   private.ai_open_batch(uuid, uuid, uuid, text, int),
   private.ai_admit_job(uuid, uuid, uuid, text, text, text, text, jsonb, jsonb, bigint, text, uuid, interval)
   to authenticated, service_role;
-grant execute on function private.ai_finish_job(uuid, text, jsonb, jsonb, bigint) to service_role;
+grant execute on function private.ai_finish_job(uuid, text, jsonb, jsonb, bigint), private.ai_erase_job_inputs(uuid[]) to service_role;
 revoke all on function ai.cancel_job(uuid), ai.cancel_batch(uuid) from public, anon;
 grant execute on function ai.cancel_job(uuid), ai.cancel_batch(uuid) to authenticated, service_role;
 
@@ -707,7 +746,7 @@ comment on column ai.jobs.org_id is 'The org whose credits it spends.';
 comment on column ai.jobs.user_id is 'The member who submitted it (null for an API key); its status goes to user:<id>.';
 comment on column ai.jobs.api_key_id is 'The org API key that submitted it (null for a member); its status goes to org:<id>.';
 comment on column ai.jobs.batch_id is 'The batch it belongs to, if any.';
-comment on column ai.jobs.modality is 'text, image, video, audio, embedding or moderation.';
+comment on column ai.jobs.modality is 'text, image, video, audio, embedding, moderation or vision.';
 comment on column ai.jobs.tier is 'The quality tier asked for (exactly one of tier and model_id is set).';
 comment on column ai.jobs.model_id is 'The model asked for by name (exactly one of tier and model_id is set).';
 comment on column ai.jobs.input is 'The validated input, with its preset applied (and enhanced_prompt once enhancement ran).';

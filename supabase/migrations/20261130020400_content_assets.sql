@@ -10,38 +10,13 @@
 -- an object is readable by whoever can read a document holding a verified reference to it, so
 -- shares and forks (which copy references, not bytes) need no policy of their own.
 
--- Core extension: a bucket whose module decides access per object opts out of the org-folder
--- policies (content-assets: a private document's files are not every member's).
-alter table private.org_buckets add column module_policies boolean not null default false;
-comment on column private.org_buckets.module_policies is 'True when the module''s own storage.objects policies decide access instead of read_permission/write_permission (content-assets: per-document access).';
-
-create or replace function private.storage_allows(p_bucket text, p_name text, p_write boolean) returns boolean
-language plpgsql stable security definer
-set search_path = ''
-as $$
-declare
-  v_org uuid := private.storage_org_id(p_name);
-  v_permission text;
-begin
-  if v_org is null then
-    return false;
-  end if;
-  select case when p_write then b.write_permission else b.read_permission end
-    into v_permission
-    from private.org_buckets b
-   where b.bucket_id = p_bucket and not b.module_policies;
-  if v_permission is null then
-    return false;
-  end if;
-  return exists (select 1 from private.org_ids_with_permission(v_permission) o where o = v_org);
-end
-$$;
-
+-- The bucket is registered with no permissions: the org-folder policies grant nothing here, and
+-- the policies below decide per document.
 insert into storage.buckets (id, name, public, file_size_limit)
 values ('content-assets', 'content-assets', false, 104857600)
 on conflict (id) do nothing;
-insert into private.org_buckets (bucket_id, read_permission, write_permission, module, module_policies)
-values ('content-assets', 'content.read', null, 'content', true);
+insert into private.org_buckets (bucket_id, read_permission, write_permission, module)
+values ('content-assets', null, null, 'content');
 
 create table content.assets (
   id uuid primary key default gen_random_uuid(),

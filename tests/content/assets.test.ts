@@ -2,7 +2,6 @@
 // signs a URL for exactly that path; supabase-js uploads to it; the stack's worker verifies the
 // real bytes (file-type) and rejects a file that lies about its type. Storage RLS follows
 // document access (membership, shares, fork references); nobody writes directly.
-import { deflateSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { removeOrphans } from "../../functions/_shared/content/assets.ts";
 import { createDb } from "../../functions/_shared/db/client.ts";
@@ -10,6 +9,7 @@ import { admin, createTeam, stack, type Team, type TestUser } from "../helpers/d
 import { expectError } from "../helpers/http.ts";
 import { objectRow, sha256 } from "../helpers/storage.ts";
 import { userClient } from "../helpers/supabase.ts";
+import { png as videoPng } from "../helpers/video.ts";
 import { api, contentRpc, createDoc, eventually, note } from "../helpers/content.ts";
 
 const BUCKET = "content-assets";
@@ -21,32 +21,8 @@ beforeAll(async () => {
   [team, other, free] = await Promise.all([createTeam("Assets"), createTeam("Elsewhere"), createTeam("Free", { plan: null })]);
 });
 
-function crc32(buf: Buffer): number {
-  let c = ~0;
-  for (const b of buf) {
-    c ^= b;
-    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
-  }
-  return ~c >>> 0;
-}
-
-/** A real PNG of w×h grey pixels. */
-function png(w: number, h: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(td));
-    return Buffer.concat([len, td, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr.set([8, 0, 0, 0, 0], 8);
-  const rows = Buffer.concat(Array.from({ length: h }, () => Buffer.concat([Buffer.from([0]), Buffer.alloc(w, 128)])));
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
-}
+/** A real PNG of w×h pixels (the video tests' helper). */
+const png = (w: number, h: number) => Buffer.from(videoPng(w, h));
 
 async function upload(user: TestUser, documentId: string, bytes: Buffer, declared: string, filename = "file") {
   const res = await api(user, `/documents/${documentId}/assets`, { json: { filename, mime_type: declared, size: bytes.length } });

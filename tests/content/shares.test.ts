@@ -83,6 +83,25 @@ describe("user shares", () => {
     expect(rows[0].n).toBe(1);
   });
 
+  it("role shares, links and revocation are for managers too: an edit-share holder and a viewer are refused, and nothing changes", async () => {
+    const doc = await privateDoc();
+    const [granted] = await contentRpc<{ share_with_user: { id: string } }>(team.owner, "share_with_user", { p_document_id: doc.id, p_level: "edit", p_user_id: outsider.owner.id });
+    for (const who of [outsider.owner, team.viewer]) {
+      const refused = who === team.viewer ? ["42501", "PT404"] : ["42501"];
+      for (const attempt of [
+        () => contentRpc(who, "share_with_role", { p_document_id: doc.id, p_role: "member", p_level: "view" }),
+        () => contentRpc(who, "create_link", { p_document_id: doc.id }),
+        () => contentRpc(who, "revoke_share", { p_share_id: granted.share_with_user.id }),
+      ]) {
+        const err = await attempt().then(() => undefined, (e: { code?: string }) => e);
+        expect(err?.code, "expected a refusal").toBeDefined();
+        expect(refused).toContain(err!.code);
+      }
+    }
+    const { rows } = await admin.query("select count(*)::int as n, count(*) filter (where revoked_at is null)::int as live from content.shares where document_id = $1", [doc.id]);
+    expect(rows[0]).toEqual({ n: 1, live: 1 });
+  });
+
   it("grantees see their own share row; managers see all of a document's; others none", async () => {
     const doc = await privateDoc();
     await contentRpc(team.owner, "share_with_user", { p_document_id: doc.id, p_level: "view", p_user_id: outsider.owner.id });

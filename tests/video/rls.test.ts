@@ -30,6 +30,9 @@ beforeAll(async () => {
      select $1, $2, 'balanced', $3, '{"text": "hi", "voice": "v"}', 2, id, 1, 3, 1, 'completed', $4, 1 from video.tier_prices where tier_key = 'balanced' limit 1 returning id`,
     [team.orgId, team.member.id, upload, ai.id])).rows[0].id;
   await admin.query(`insert into video.job_runs (job_id, run, org_id, ai_job_id) values ($1, 1, $2, $3)`, [job, team.orgId, ai.id]);
+  // One provider call, so that job_attempts has something to show or to hide.
+  await admin.query(`insert into ai.attempts (job_id, org_id, attempt_no, kind, deployment_id, provider_id, provider_model, status)
+                     values ($1, $2, 1, 'initial', 'local/video', 'local', 'local-video', 'succeeded')`, [ai.id, team.orgId]);
   exportId = (await admin.query(
     `insert into video.exports (org_id, user_id, job_id, platform, spec_id, valid, metadata)
      select $1, $2, $3, 'tiktok', id, true, '{}' from video.current_platform_specs where platform = 'tiktok' returning id`,
@@ -117,6 +120,8 @@ describe("RPCs", () => {
     await expectSqlError(call(team.viewer, `select * from video.retry_job($1)`, [job]), "PT404");
     expect((await call(team.member, `select status from video.cancel_job($1)`, [job]))[0].status).toBe("completed");
     await expectSqlError(call(team.admin, `select * from video.retry_job($1)`, [job]), "PT409", /only a failed job/);
+    expect((await call(team.member, `select * from video.job_attempts($1)`, [job])).length).toBeGreaterThan(0);
+    expect(await call(team.viewer, `select * from video.job_attempts($1)`, [job])).toEqual([]);
     expect(await call(outsider, `select * from video.job_attempts($1)`, [job])).toEqual([]);
     await expectSqlError(call("anon", `select * from video.job_attempts($1)`, [job]), "42501");
   });

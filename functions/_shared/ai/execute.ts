@@ -6,7 +6,7 @@ import { asService, type Db, type Tx } from "../db/client.ts";
 import type { AdapterRegistry } from "./adapters.ts";
 import { type AttemptRow, closeFailed, closeSucceeded, loadAttempts, openAttempt, type Purpose } from "./attempts.ts";
 import { cooling } from "./health.ts";
-import { charge, type Units } from "./pricing.ts";
+import { charge, tokenUnits, type Units } from "./pricing.ts";
 import type { Candidate } from "./route.ts";
 import { type AttemptRecord, DEFAULT_LIMITS, isRetryable, nextStep, retryDelayMs, type RouterLimits } from "./router.ts";
 import { type ProviderAdapter, ProviderError } from "./types.ts";
@@ -206,7 +206,7 @@ export async function executeSync<T>(
         return { attempt, candidate: c, unknown: true };
       }
       const billed = e.details.billedUsage;
-      const billedUnits: Units | undefined = billed ? { input_token: billed.inputTokens, output_token: billed.outputTokens } : undefined;
+      const billedUnits: Units | undefined = billed ? tokenUnits(billed) : undefined;
       await closeFailed(deps.db, attempt.id, {
         status: e.errorClass === "content_policy" ? "refused" : "failed",
         error: e,

@@ -34,11 +34,12 @@ export async function streamChat(
   opts: { minContext?: number; inputTokensEstimate: number },
 ): Promise<StreamOutcome> {
   const route = job.route.main;
+  const now = deps.now ?? Date.now;
   const walk = await startWalk(deps.db, job.id, "main", route);
   for (;;) {
     const { candidate: c, kind } = await nextCall(deps, route, walk, opts.minContext);
     const attempt = await openAttempt(deps.db, job, "main", kind, c);
-    const started = Date.now();
+    const started = now();
     let text = "";
     let sent = false;
     let usage: Partial<TokenUsage> = {};
@@ -78,10 +79,10 @@ export async function streamChat(
       const u = final ?? (usage.inputTokens !== undefined && usage.outputTokens !== undefined ? (usage as TokenUsage) : consumed());
       const units = tokenUnits(u);
       const { credits, costMicros } = charge(units, c.prices);
-      await closeSucceeded(deps.db, attempt.id, { status: "succeeded", units, credits, costMicros, providerRequestId: requestId, latencyMs: Date.now() - started }, c.deployment_id);
+      await closeSucceeded(deps.db, attempt.id, { status: "succeeded", units, credits, costMicros, providerRequestId: requestId, latencyMs: now() - started }, c.deployment_id);
       return { kind: "done", text, finishReason: finish, usage: u, candidate: c };
     } catch (err) {
-      const latencyMs = Date.now() - started;
+      const latencyMs = now() - started;
       if (sink.signal.aborted) {
         const u = consumed();
         const units: Units = tokenUnits(u);

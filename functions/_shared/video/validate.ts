@@ -49,7 +49,8 @@ export async function validateUpload(deps: ValidateDeps, uploadId: string): Prom
     durationMs: found.ok ? (found.durationMs ?? (mime === "audio/mpeg" ? mp3DurationMs(bytes) : null)) : null,
   };
   const verdict = checkUpload(facts);
-  const sha = await sha256Hex(bytes);
+  // A rejected file is deleted: hash only what is kept.
+  const sha = verdict.ok ? await sha256Hex(bytes) : null;
   const faceJob = await asService(deps.db, async (tx) => {
     await sql`update video.uploads
               set mime_type = ${mime}, bytes = ${facts.bytes}, width = ${facts.width}, height = ${facts.height},

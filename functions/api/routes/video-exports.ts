@@ -12,7 +12,7 @@ import { NotMp4Error, probeMp4 } from "../../_shared/video/mp4.ts";
 import { checkAgainstSpec, type PlatformSpec } from "../../_shared/video/platform-check.ts";
 import { rangeReader } from "../../_shared/video/storage.ts";
 import type { ApiEnv } from "../context.ts";
-import { requestMeta, requireAuth, requireUser } from "../middleware.ts";
+import { requestMeta, requireAuth, requireUser, userIdOf } from "../middleware.ts";
 import { commonErrors, UuidParam } from "../schemas.ts";
 import { body, Cursor, json, Json, Limit, limitErrors, storageOf } from "./video-common.ts";
 
@@ -120,7 +120,7 @@ export function registerVideoExports(app: OpenAPIHono<ApiEnv>) {
     const row = await asService(db, async (tx) => {
       const { rows: [e] } = await sql<{ id: string }>`
         insert into video.exports (org_id, user_id, job_id, platform, spec_id, valid, violations, metadata)
-        values (${found.job.org_id}, ${principal.kind === "user" ? principal.userId : null}, ${job_id}, ${platform}, ${found.spec.id},
+        values (${found.job.org_id}, ${userIdOf(c)}, ${job_id}, ${platform}, ${found.spec.id},
                 ${violations.length === 0}, ${JSON.stringify(violations)}::jsonb, ${JSON.stringify(metadata)}::jsonb)
         returning id`.execute(tx);
       return (await sql<Export>`select ${EXPORT_COLUMNS} from video.exports e join video.platform_specs s on s.id = e.spec_id where e.id = ${e.id}`.execute(tx)).rows[0];
@@ -157,7 +157,7 @@ export function registerVideoExports(app: OpenAPIHono<ApiEnv>) {
         `The platform's checklist: ${(e.template?.checklist ?? []).join("; ")}. Caption rules: ${JSON.stringify(e.template?.caption_rules ?? {})}.`,
         "Give at most five concrete steps to optimize it for this platform (re-encoding settings where needed, framing, caption). Be brief.",
       ].join("\n");
-      const { job } = await admitJob(tx, jobs, { orgId: e.org_id, userId: principal.kind === "user" ? principal.userId : null, apiKeyId: null }, {
+      const { job } = await admitJob(tx, jobs, { orgId: e.org_id, userId: userIdOf(c), apiKeyId: null }, {
         modality: "text", tier: "economy", source: "video", input: { prompt, max_tokens: 400 }, idempotencyKey: `video-optimize:${e.id}`,
       });
       return job.id;
