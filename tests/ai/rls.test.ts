@@ -414,7 +414,7 @@ describe("private admission and settling functions", () => {
   it("settling, opening batches for others and taking rate tokens are not for signed-in callers", async () => {
     const job = await pendingJob(A.orgId, { userId: A.member.id });
     await expectSqlError(select(A.member, "select status from private.ai_finish_job($1, 'succeeded', null, null, 0)", [job.id]), "42501");
-    await expectSqlError(select(A.owner, "select private.ai_take_token($1, 'org', 1000)", [A.orgId]), "42501");
+    await expectSqlError(select(A.owner, "select private.ai_take_token($1, 'org', 1000, interval '1 minute', 'AI requests per minute')", [A.orgId]), "42501");
     await expectSqlError(select(A.member, "select id from private.ai_open_batch($1, $2, null, 'x', 1)", [A.orgId, member2.id]), "42501", /as the caller/);
     await expectSqlError(select(A.viewer, "select id from private.ai_open_batch($1, $2, null, 'x', 1)", [A.orgId, A.viewer.id]), "42501", /ai\.use/);
     expect(await jobStatus(job.id)).toBe("queued");
