@@ -71,7 +71,8 @@ describe("uploading", () => {
     const { asset } = await upload(team.member, doc.id, html, "image/png", "cat.png");
     const row = await settled(asset.id);
     expect(row).toMatchObject({ status: "rejected", reject_reason: expect.stringContaining("not a recognizable") });
-    expect(await objectRow(BUCKET, asset.object_path)).toBeUndefined();
+    // The verdict commits first; the bytes go right after it (no lock is held across Storage).
+    expect(await eventually(async () => (await objectRow(BUCKET, asset.object_path)) === undefined)).toBe(true);
     // A real JPEG header declared as PNG is a lie too.
     const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]);
     const second = await upload(team.member, doc.id, jpeg, "image/png", "photo.png");
