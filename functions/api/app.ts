@@ -11,6 +11,7 @@ import { createDb } from "../_shared/db/client.ts";
 import { ApiError, errorBody, fromPostgresError, retryAfterOf } from "../_shared/http/errors.ts";
 import { Producer } from "../_shared/jobs/queue.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
+import { refuseNul } from "./input.ts";
 import { createOpenAiApp } from "./openai/app.ts";
 import { registerAi } from "./routes/ai.ts";
 import { registerBilling } from "./routes/billing.ts";
@@ -60,6 +61,7 @@ export function createApiApp(deps: ApiDeps) {
         : c.json(errorBody("payload_too_large", message), 413);
     },
   }));
+  app.use(refuseNul);
 
   registerHealth(app);
   registerMe(app);

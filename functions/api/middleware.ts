@@ -29,12 +29,25 @@ export function userIdOf(c: Context<ApiEnv>): string {
   return principal.userId;
 }
 
+/**
+ * The client IP the hosted platform vouches for. Every hosted Supabase project is reached through
+ * Cloudflare, which sets CF-Connecting-IP to the address it accepted the connection from and
+ * overwrites any value a client sends; the local gateway does the same. X-Forwarded-For and
+ * X-Real-IP are not read: their first entries are whatever the client wrote.
+ */
+export const CLIENT_IP_HEADER = "cf-connecting-ip";
+
+/** The trusted client IP, when the header holds one that looks like an address. */
+export function clientIp(headers: Headers): string | undefined {
+  const ip = headers.get(CLIENT_IP_HEADER)?.trim();
+  return ip && ip.length <= 45 && /^[0-9a-fA-F:.]+$/.test(ip) ? ip : undefined;
+}
+
 /** The request's id, client IP and user agent, recorded with the events and audit rows it causes. */
 export function requestMeta(c: Context<ApiEnv>): RequestMeta {
-  const forwarded = c.req.header("x-forwarded-for")?.split(",")[0]?.trim();
   return {
     id: c.get("requestId"),
-    ip: forwarded || c.req.header("x-real-ip") || undefined,
+    ip: clientIp(c.req.raw.headers),
     user_agent: c.req.header("user-agent")?.slice(0, 512),
   };
 }
