@@ -5,14 +5,21 @@ import http from "node:http";
 export function createFunctionsProxy(upstream: string) {
   const target = new URL(upstream);
   return (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d; Cloudflare sends a.b.c.d.
+    const peer = req.socket.remoteAddress?.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "") ?? "";
     const out = http.request(
       {
         hostname: target.hostname,
         port: target.port,
         method: req.method,
         path: req.url,
-        // Append the peer, as a proxy does: the client's own chain (if any) stays in front.
-        headers: { ...req.headers, "x-forwarded-for": [req.headers["x-forwarded-for"], req.socket.remoteAddress].filter(Boolean).join(", ") },
+        headers: {
+          ...req.headers,
+          // Append the peer, as a proxy does: the client's own chain (if any) stays in front.
+          "x-forwarded-for": [req.headers["x-forwarded-for"], peer].filter(Boolean).join(", "),
+          // As Cloudflare does in front of a hosted project: the peer's address, never the client's say.
+          "cf-connecting-ip": peer,
+        },
       },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);

@@ -44,13 +44,14 @@ describe("audit log", () => {
         authorization: `Bearer ${token}`,
         "content-type": "application/json",
         "user-agent": "audit-test/1.0",
+        // A forged first entry: the api trusts only the header the gateway sets (cf-connecting-ip).
         "x-forwarded-for": "203.0.113.7, 10.0.0.1",
       },
       body: JSON.stringify({ email: "via-api@test.local" }),
     });
     expect(res.status).toBe(201);
     const [row] = await auditOf(team.orgId, "public.invitations");
-    expect(row).toMatchObject({ user_agent: "audit-test/1.0", ip: "203.0.113.7", request_id: res.headers.get("x-request-id") });
+    expect(row).toMatchObject({ user_agent: "audit-test/1.0", ip: "127.0.0.1", request_id: res.headers.get("x-request-id") });
     expect(row.request_id).toBeTruthy();
   });
 
