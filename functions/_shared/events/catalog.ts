@@ -54,6 +54,16 @@ export const EVENT_PAYLOADS = {
   "member.removed": z.object({ user_id: uuid, role: z.string() }),
   "api_key.created": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string(), scopes: z.array(z.string()) }),
   "api_key.revoked": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string() }),
+  /** Keys revoked because their creator left, was removed or lost permissions (sensitive: key metadata). */
+  "member.api_keys_revoked": z.object({
+    user_id: uuid,
+    reason: z.enum(["creator_removed", "creator_left", "creator_lost_permissions"]),
+    role: z.string().nullable(),
+    api_keys: z.array(z.object({ api_key_id: uuid, name: z.string(), prefix: z.string(), scopes: z.array(z.string()) })),
+    key_count: z.number().int(),
+    key_names: z.string(),
+    why: z.string(),
+  }),
   "webhook.test": z.object({ endpoint_id: uuid, message: z.string() }),
   "webhook.endpoint_disabled": z.object({ endpoint_id: uuid, url: z.string(), reason: z.string(), failing_since: z.string().nullable() }),
   "storage.object_created": storageObject.extend({ previous_name: z.null() }),
