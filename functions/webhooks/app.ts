@@ -8,7 +8,7 @@ import { z } from "zod";
 import { createAdapterRegistry, type AdapterRegistry } from "../_shared/ai/adapters.ts";
 import { handleProviderWebhook, WebhookRefused } from "../_shared/ai/provider-webhooks.ts";
 import { createStripe, Stripe } from "../_shared/billing/stripe.ts";
-import { processStripeEvent } from "../_shared/billing/webhook.ts";
+import { processStripeEvent } from "../_shared/billing/stripe-webhook/index.ts";
 import { type Config, loadConfig } from "../_shared/config.ts";
 import { createDb, type Db } from "../_shared/db/client.ts";
 import { errorBody } from "../_shared/http/errors.ts";
@@ -48,6 +48,26 @@ const StripeEventEnvelope = z.object({
 // Stripe signs with HMAC-SHA256; SubtleCrypto works on Deno (and Node) without Node's crypto.
 const cryptoProvider = Stripe.createSubtleCryptoProvider();
 
+/**
+ * STRIPE_WEBHOOK_SECRET holds one signing secret, or several separated by commas while a secret
+ * is being rotated (the new one and the one it replaces): a delivery signed with any is accepted.
+ */
+export function webhookSecrets(value: string): string[] {
+  return value.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+/** The verified event, or undefined when no secret's signature matches (or the timestamp is too old). */
+async function verifyStripe(stripe: Stripe, raw: string, signature: string, secrets: string[]): Promise<unknown> {
+  for (const secret of secrets) {
+    try {
+      return await stripe.webhooks.constructEventAsync(raw, signature, secret, undefined, cryptoProvider);
+    } catch {
+      // try the next secret
+    }
+  }
+  return undefined;
+}
+
 export function createWebhooksApp(deps: WebhooksDeps) {
   const app = new Hono<{ Variables: { requestId: string } }>().basePath("/webhooks");
   app.use(requestId());
@@ -64,10 +84,8 @@ export function createWebhooksApp(deps: WebhooksDeps) {
     const signature = c.req.header("stripe-signature");
     if (!signature) return c.json(errorBody("missing_signature", "the Stripe-Signature header is missing"), 400);
     const raw = await c.req.text();
-    let verified: unknown;
-    try {
-      verified = await deps.stripe.webhooks.constructEventAsync(raw, signature, secret, undefined, cryptoProvider);
-    } catch {
+    const verified = await verifyStripe(deps.stripe, raw, signature, webhookSecrets(secret));
+    if (verified === undefined) {
       return c.json(errorBody("invalid_signature", "the Stripe signature does not match the payload"), 400);
     }
     const envelope = StripeEventEnvelope.safeParse(verified);

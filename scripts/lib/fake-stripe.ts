@@ -8,7 +8,9 @@
 //   PUT    /_fake/objects/<type>/<id>   body: the object (JSON); type = customer | subscription | invoice | product | price
 //                                       | charge | invoice_payment
 //   GET    /_fake/objects/<type>/<id>   the stored object
-//   POST   /_fake/failures              body: { method?, path, status?, type?, message?, times? } (path: exact or prefix ending in *)
+//   POST   /_fake/failures              body: { method?, path, status?, type?, message?, times?, delayMs? } (path: exact or
+//                                       prefix ending in *); delayMs answers that much later, and with it and no status the
+//                                       answer is the normal one (a slow Stripe)
 //   DELETE /_fake/failures              clears every failure rule
 //   GET    /_fake/requests?path=…       recorded requests (method, path, params), newest last
 // Local development and tests only.
@@ -35,6 +37,10 @@ interface FailureRule {
   type?: string;
   message: string;
   times?: number;
+  /** Answer this much later; without a status, the answer itself is the normal one. */
+  delayMs?: number;
+  /** Set when the rule only slows requests down. */
+  passThrough?: boolean;
 }
 
 interface RecordedRequest {
@@ -239,7 +245,8 @@ export async function startFakeStripe(opts: FakeStripeOptions = {}): Promise<Fak
     if (path === "/_fake/failures" && method === "POST") {
       const rule = JSON.parse(body) as Partial<FailureRule>;
       if (!rule.path) return { status: 400, body: { error: "path is required" } };
-      failures.push({ status: 500, message: "An unknown error occurred", ...rule, path: rule.path });
+      const passThrough = rule.delayMs !== undefined && rule.status === undefined;
+      failures.push({ status: 500, message: "An unknown error occurred", ...rule, path: rule.path, passThrough });
       return { status: 200, body: { rules: failures.length } };
     }
     if (path === "/_fake/failures" && method === "DELETE") {
@@ -267,7 +274,7 @@ export async function startFakeStripe(opts: FakeStripeOptions = {}): Promise<Fak
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
+    req.on("end", async () => {
       const body = Buffer.concat(chunks).toString("utf8");
       const url = new URL(req.url ?? "/", "http://fake");
       const method = (req.method ?? "GET").toUpperCase();
@@ -289,7 +296,9 @@ export async function startFakeStripe(opts: FakeStripeOptions = {}): Promise<Fak
         const params = method === "GET" ? parseStripeForm(url.search.slice(1)) : parseStripeForm(body);
         requests.push({ method, path: url.pathname, params, at: Date.now() });
         if (requests.length > 5000) requests.splice(0, requests.length - 5000);
-        const fail = failureFor(method, url.pathname);
+        let fail = failureFor(method, url.pathname);
+        if (fail?.delayMs) await new Promise((r) => setTimeout(r, fail!.delayMs));
+        if (fail?.passThrough) fail = undefined;
         if (fail) {
           const type = fail.type ?? (fail.status >= 500 ? "api_error" : "invalid_request_error");
           return send(fail.status, { error: { type, message: fail.message } });

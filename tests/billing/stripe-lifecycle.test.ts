@@ -222,6 +222,8 @@ describe("credit packs, refunds and disputes", () => {
     expect(await account(orgId)).toMatchObject({ balance: 500 });
     await spend(orgId, 200);
     const chargeId = uid("ch");
+    // The charge is fetched from Stripe for its amount (the dispute names only its own).
+    await fakeStripe.put(charge({ id: chargeId, customer: customer.id, paymentIntent, amount: 1000 }));
     const dp = event("charge.dispute.created", dispute({ charge: chargeId, paymentIntent, amount: 1000 }));
     await deliverOk(dp);
     await deliverOk(dp);

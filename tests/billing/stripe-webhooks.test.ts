@@ -282,7 +282,7 @@ describe("failures roll back, and Stripe's retry applies the event", () => {
   });
 
   it("an event whose customer belongs to no org is recorded as ignored", async () => {
-    const stranger = await fakeStripe.put({ ...(await createCustomer("00000000-0000-4000-8000-000000000000")), metadata: {} });
+    const stranger = await fakeStripe.put({ ...(await createCustomer("00000000-0000-4000-8000-000000000000", { linked: false })), metadata: {} });
     const sub = await fakeStripe.put(subscription({ customer: stranger.id, price: catalog.pro.price }));
     const e = event("customer.subscription.created", sub);
     expect((await deliverOk(e)).body.status).toBe("ignored");

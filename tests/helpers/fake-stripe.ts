@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import Stripe from "stripe";
 import { inject } from "vitest";
 import { newId, type StripeObject } from "../../scripts/lib/fake-stripe.ts";
+import { admin } from "./db.ts";
 
 export { startFakeStripe } from "../../scripts/lib/fake-stripe.ts";
 export type { StripeObject };
@@ -41,7 +42,8 @@ export const fakeStripe = {
   put: <T extends StripeObject>(obj: T) => control<T>("PUT", `/_fake/objects/${obj.object}/${obj.id}`, obj),
   get: <T = StripeObject>(type: string, id: string) => control<T>("GET", `/_fake/objects/${type}/${id}`),
   /** Fails matching /v1 requests (path exact, or a prefix ending in *) with a Stripe error. */
-  fail: (rule: { path: string; method?: string; status?: number; type?: string; message?: string; times?: number }) =>
+  /** With delayMs and no status, matching requests are answered normally, only that much later. */
+  fail: (rule: { path: string; method?: string; status?: number; type?: string; message?: string; times?: number; delayMs?: number }) =>
     control("POST", "/_fake/failures", rule),
   recover: (path?: string) => control("DELETE", `/_fake/failures${path ? `?path=${encodeURIComponent(path)}` : ""}`),
   requests: (path: string) =>
@@ -63,13 +65,15 @@ export function product(opts: { id?: string; name?: string; plan?: string; credi
   };
 }
 
-export function price(opts: { id?: string; product: string; amount?: number; currency?: string; recurring?: boolean; active?: boolean }): StripeObject {
+export function price(opts: {
+  id?: string; product: string; amount?: number; currency?: string; recurring?: boolean; active?: boolean; interval?: "month" | "year";
+}): StripeObject {
   const recurring = opts.recurring ?? true;
   return {
     id: opts.id ?? uid("price"), object: "price", product: opts.product, currency: opts.currency ?? "usd",
     unit_amount: opts.amount ?? 2000, active: opts.active ?? true, lookup_key: null, metadata: {}, created: nowSeconds(),
     livemode: false, type: recurring ? "recurring" : "one_time",
-    recurring: recurring ? { interval: "month", interval_count: 1 } : null,
+    recurring: recurring ? { interval: opts.interval ?? "month", interval_count: 1 } : null,
   };
 }
 
@@ -83,13 +87,14 @@ export function subscription(opts: {
   price: StripeObject;
   status?: string;
   quantity?: number;
+  periodStart?: number;
   periodEnd?: number;
   trialEnd?: number | null;
   cancelAtPeriodEnd?: boolean;
   canceledAt?: number | null;
   metadata?: Record<string, string>;
 }): StripeObject {
-  const start = nowSeconds() - 60;
+  const start = opts.periodStart ?? nowSeconds() - 60;
   const end = opts.periodEnd ?? start + 30 * 86_400;
   const id = opts.id ?? uid("sub");
   return {
@@ -112,6 +117,7 @@ export function invoice(opts: {
   customer: string;
   subscription?: string | null;
   price?: StripeObject;
+  periodStart?: number;
   periodEnd?: number;
   proration?: boolean;
   status?: string;
@@ -127,7 +133,7 @@ export function invoice(opts: {
     ? [{
       id: uid("il"), object: "line_item", amount: amountDue, currency: opts.currency ?? "usd", description: null,
       invoice: id, livemode: false, metadata: {}, quantity: 1,
-      period: { start: t - 60, end: opts.periodEnd ?? t + 30 * 86_400 },
+      period: { start: opts.periodStart ?? t - 60, end: opts.periodEnd ?? t + 30 * 86_400 },
       pricing: {
         type: "price_details", unit_amount_decimal: String(opts.price.unit_amount ?? amountDue),
         price_details: { price: opts.price.id, product: opts.price.product },
@@ -194,10 +200,10 @@ export function charge(opts: { id?: string; customer: string; paymentIntent: str
   };
 }
 
-export function dispute(opts: { charge: string; paymentIntent: string; amount: number }): StripeObject {
+export function dispute(opts: { id?: string; charge: string; paymentIntent: string; amount: number; status?: string }): StripeObject {
   return {
-    id: uid("dp"), object: "dispute", charge: opts.charge, payment_intent: opts.paymentIntent, amount: opts.amount,
-    currency: "usd", status: "needs_response", reason: "fraudulent", created: nowSeconds(), livemode: false, metadata: {},
+    id: opts.id ?? uid("dp"), object: "dispute", charge: opts.charge, payment_intent: opts.paymentIntent, amount: opts.amount,
+    currency: "usd", status: opts.status ?? "needs_response", reason: "fraudulent", created: nowSeconds(), livemode: false, metadata: {},
   };
 }
 
@@ -281,7 +287,15 @@ export async function createCatalog(): Promise<Catalog> {
   return catalog;
 }
 
-/** A Stripe customer for the org, in the fake and linked in billing.customers via its metadata. */
-export async function createCustomer(orgId: string): Promise<StripeObject> {
-  return fakeStripe.put(customer(orgId));
+/**
+ * A Stripe customer for the org (org_id in its metadata), in the fake. Linked (the default) also
+ * records it in billing.customers, as the checkout route does before any event can arrive;
+ * unlinked leaves the webhook to establish the link from a matching event.
+ */
+export async function createCustomer(orgId: string, opts: { linked?: boolean } = {}): Promise<StripeObject> {
+  const c = await fakeStripe.put(customer(orgId));
+  if (opts.linked ?? true) {
+    await admin.query("insert into billing.customers (org_id, stripe_customer_id) values ($1, $2) on conflict (org_id) do nothing", [orgId, c.id]);
+  }
+  return c;
 }

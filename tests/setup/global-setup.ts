@@ -26,6 +26,8 @@ export interface StackInfo {
   stripeApiBase: string;
   stripeSecretKey: string;
   stripeWebhookSecret: string;
+  /** The secret being rotated out: still accepted (STRIPE_WEBHOOK_SECRET lists both). */
+  stripeWebhookSecretPrevious: string;
 }
 
 declare module "vitest" {
@@ -40,6 +42,7 @@ export default async function setup(project: TestProject) {
   const jwks = await startJwksServer(await freePort());
   const stripe = await startFakeStripe({ objects: demoCatalog() });
   const stripeWebhookSecret = "whsec_plinth_test_suite_secret";
+  const stripeWebhookSecretPrevious = "whsec_plinth_test_suite_previous";
   const cfg = {
     ...stackConfig({}),
     dataDir,
@@ -58,7 +61,7 @@ export default async function setup(project: TestProject) {
       PLINTH_JWKS_URL: jwks.url,
       PLINTH_MAX_BODY_BYTES: "65536",
       STRIPE_SECRET_KEY: stripe.secretKey,
-      STRIPE_WEBHOOK_SECRET: stripeWebhookSecret,
+      STRIPE_WEBHOOK_SECRET: `${stripeWebhookSecret},${stripeWebhookSecretPrevious}`,
       STRIPE_API_BASE: stripe.url,
       PLINTH_RETURN_ORIGINS: "https://app.plinth.test,http://127.0.0.1:3000",
       // Async AI tasks are polled fast here; production polls every 5 s.
@@ -81,6 +84,7 @@ export default async function setup(project: TestProject) {
     stripeApiBase: stripe.url,
     stripeSecretKey: stripe.secretKey,
     stripeWebhookSecret,
+    stripeWebhookSecretPrevious,
   });
   return async () => {
     await stack.stop();

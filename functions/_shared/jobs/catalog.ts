@@ -16,6 +16,8 @@ export const InvitationSendPayload = z.object({ invitation_id: z.string().uuid()
 export const InvitationsPurgePayload = z.object({}).strict();
 export const EventsDispatchPayload = z.object({}).strict();
 export const CreditsExpirePayload = z.object({}).strict();
+/** `now` lets tests run the schedule as if at another time; cron sends {}. */
+export const BillingSubscriptionMonthsPayload = z.object({ now: z.string().datetime({ offset: true }).optional() }).strict();
 export const WebhookDeliverPayload = z.object({ message_id: z.string().uuid() }).strict();
 export const WebhookSweepPayload = z.object({}).strict();
 export const AiJobPayload = z.object({ job_id: z.string().uuid() }).strict();
@@ -67,6 +69,13 @@ export const JOBS = {
     // at a time (stately), so two runs never contend for the same accounts.
     queue: { policy: "stately", retryLimit: 2, retryDelay: 30, expireInSeconds: 120 },
     cron: "* * * * *",
+  },
+  "billing.subscription_months": {
+    payload: BillingSubscriptionMonthsPayload,
+    // Annual (and other longer-than-a-month) plans get each period month's credits: every 10
+    // minutes, so a new month's credits arrive soon after the last month's expire. Idempotent.
+    queue: { policy: "stately", retryLimit: 2, retryDelay: 60, expireInSeconds: 300 },
+    cron: "*/10 * * * *",
   },
   "webhook.deliver": {
     payload: WebhookDeliverPayload,

@@ -83,6 +83,12 @@ export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
       return await asService(deps.db, async (tx) =>
         (await sql<{ reservations: number; grants: number }>`select * from billing.expire_credits()`.execute(tx)).rows[0]);
     },
+    "billing.subscription_months": async (data) => {
+      const { now } = JOBS["billing.subscription_months"].payload.parse(data);
+      return await asService(deps.db, async (tx) =>
+        (await sql<{ subscriptions: number; granted: number; failed: number }>`
+          select * from billing.grant_due_subscription_months(coalesce(${now ?? null}::timestamptz, now()))`.execute(tx)).rows[0]);
+    },
     "invitations.purge": async (data) => {
       JOBS["invitations.purge"].payload.parse(data);
       const purged = await asService(deps.db, async (tx) => {
