@@ -412,8 +412,8 @@ alter table public.orgs add column api_keys_survive_creator boolean not null def
 comment on column public.orgs.api_keys_survive_creator is 'When false (the default), API keys are revoked when their creator leaves, is removed, or no longer holds every scope of the key. When true, keys stay: for orgs that want server credentials independent of people. Owners change it with set_api_keys_survive_creator().';
 
 alter table public.api_keys add column revoked_reason text
-  check (revoked_reason in ('creator_removed', 'creator_left', 'creator_lost_permissions'));
-comment on column public.api_keys.revoked_reason is 'Why the key was revoked automatically: its creator was removed, left, or lost permissions its scopes need. Null for keys revoked by hand (revoke_api_key) or still live.';
+  check (revoked_reason in ('creator_removed', 'creator_left', 'creator_lost_permissions', 'creator_deleted'));
+comment on column public.api_keys.revoked_reason is 'Why the key was revoked automatically: its creator was removed, left, lost permissions its scopes need, or had their account deleted. Null for keys revoked by hand (revoke_api_key) or still live.';
 grant select (revoked_reason) on public.api_keys to authenticated;
 
 insert into notify.event_types (type, module, description, sensitive) values
@@ -458,6 +458,7 @@ begin
                          'key_count', v_count, 'key_names', v_names,
                          'why', case p_reason when 'creator_removed' then 'they were removed from the org'
                                               when 'creator_left' then 'they left the org'
+                                              when 'creator_deleted' then 'their account was deleted'
                                               else 'their role no longer grants every scope of those keys' end));
   end if;
   return v_count;
@@ -496,6 +497,31 @@ $$;
 revoke all on function private.revoke_keys_on_member_change() from public;
 create trigger org_members_revoke_api_keys after update of role or delete on public.org_members
   for each row execute function private.revoke_keys_on_member_change();
+
+-- Deleting a user (erasure) removes their memberships, but the api_keys.created_by foreign key
+-- may be nulled first, so their keys are revoked before the row goes (team orgs only: a
+-- personal org goes with its user, keys and all).
+create or replace function private.revoke_keys_on_user_deletion() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_org uuid;
+begin
+  for v_org in
+    select distinct k.org_id from public.api_keys k join public.orgs o on o.id = k.org_id
+    where k.created_by = old.id and k.revoked_at is null and o.kind = 'team'
+    order by k.org_id
+  loop
+    perform private.revoke_api_keys_beyond(v_org, old.id, '{}', 'creator_deleted', null);
+  end loop;
+  return old;
+end
+$$;
+revoke all on function private.revoke_keys_on_user_deletion() from public;
+-- Named to run after on_auth_user_deleting (the sole-owner guard): triggers fire in name order.
+create trigger on_auth_user_deleting_revoke_keys before delete on auth.users
+  for each row execute function private.revoke_keys_on_user_deletion();
 
 -- Cutting a custom role's permissions is a demotion of everyone who holds it.
 create or replace function private.revoke_keys_on_role_change() returns trigger

@@ -79,6 +79,18 @@ describe("API keys follow their creator's rights", () => {
     expect(note?.body).toMatch(/because they left the org/);
   });
 
+  it("erasing the creator (user deletion) revokes their keys too; a sole owner's deletion is still refused first", async () => {
+    const team = await createTeam();
+    const k = await createKey(team.admin, team.orgId, ["content.read"]);
+    const ownerKey = await createKey(team.owner, team.orgId, ["content.read"]);
+    await admin.query("delete from auth.users where id = $1", [team.admin.id]);
+    expect(await keyState(k)).toMatchObject({ revoked_reason: "creator_deleted", revoked_at: expect.any(Date) });
+    const { rows } = await admin.query("select payload from notify.events where org_id = $1 and type = 'member.api_keys_revoked'", [team.orgId]);
+    expect(rows.map((r) => r.payload.reason)).toEqual(["creator_deleted"]);
+    await expectSqlError(admin.query("delete from auth.users where id = $1", [team.owner.id]), "23503", /sole owner/);
+    expect((await keyState(ownerKey)).revoked_at).toBeNull();
+  });
+
   it("a demotion revokes only the keys whose scopes the new role lacks", async () => {
     const team = await createTeam();
     const beyond = await createKey(team.admin, team.orgId, ["api_keys.manage", "content.read"], "beyond");

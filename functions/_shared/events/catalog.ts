@@ -54,10 +54,10 @@ export const EVENT_PAYLOADS = {
   "member.removed": z.object({ user_id: uuid, role: z.string() }),
   "api_key.created": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string(), scopes: z.array(z.string()) }),
   "api_key.revoked": z.object({ api_key_id: uuid, name: z.string(), prefix: z.string() }),
-  /** Keys revoked because their creator left, was removed or lost permissions (sensitive: key metadata). */
+  /** Keys revoked because their creator left, was removed, lost permissions or was deleted (sensitive: key metadata). */
   "member.api_keys_revoked": z.object({
     user_id: uuid,
-    reason: z.enum(["creator_removed", "creator_left", "creator_lost_permissions"]),
+    reason: z.enum(["creator_removed", "creator_left", "creator_lost_permissions", "creator_deleted"]),
     role: z.string().nullable(),
     api_keys: z.array(z.object({ api_key_id: uuid, name: z.string(), prefix: z.string(), scopes: z.array(z.string()) })),
     key_count: z.number().int(),
