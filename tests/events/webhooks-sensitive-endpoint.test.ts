@@ -3,7 +3,8 @@
 // (url, status, description, filter), secret rotation, replay, recovery, test and deletion.
 // Otherwise someone with webhooks.manage alone could point it at their own URL and replay.
 import { describe, expect, it } from "vitest";
-import { addMember, admin, createTeam, createUser, expectSqlError, rpc, type Team, type TestUser } from "../helpers/db.ts";
+import { userToken } from "../../scripts/lib/keys.ts";
+import { addMember, admin, createTeam, createUser, expectSqlError, rpc, stack, type Team, type TestUser } from "../helpers/db.ts";
 
 const url = "https://hooks.example.com/in";
 const evil = "https://attacker.example.net/collect";
@@ -100,6 +101,22 @@ describe("endpoints that receive sensitive event types", () => {
     });
     expect(recovered.map((r) => r.recover_webhook_messages)).toEqual([plainMsg]);
     expect(await messageStatus(secretMsg)).toBe("failed");
+  });
+
+  it("over HTTP, the api's replay and recover routes answer 403 to webhooks.manage alone and queue nothing", async () => {
+    const { team, integrator, sensitive } = await setup();
+    const msg = await failedMessage(team, sensitive);
+    const token = await userToken(stack.jwtSecret, integrator);
+    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const replay = await fetch(`${stack.functionsUrl}/api/webhooks/messages/${msg}/replay`, { method: "POST", headers });
+    expect(replay.status).toBe(403);
+    expect((await replay.json()).error.message).toMatch(/members\.manage/);
+    const recover = await fetch(`${stack.functionsUrl}/api/orgs/${team.orgId}/webhooks/recover`, {
+      method: "POST", headers,
+      body: JSON.stringify({ since: new Date(Date.now() - 7200_000).toISOString(), endpoint_id: sensitive }),
+    });
+    expect(recover.status).toBe(403);
+    expect(await messageStatus(msg)).toBe("failed");
   });
 
   it("a member manager does all of it (allowed case)", async () => {
