@@ -78,6 +78,8 @@ as $$
 $$;
 revoke all on function private.manageable_webhook_endpoint(uuid) from public;
 
+comment on column notify.webhook_endpoints.event_types is 'Event types this endpoint receives (keys of notify.event_types); empty means every non-sensitive type. Sensitive types must be named, which needs members.manage, and while the filter names one every change to the endpoint (url, status, filter, secret, replay, recover, test, delete) needs members.manage too.';
+
 create or replace function public.update_webhook_endpoint(
   p_endpoint_id uuid, p_url text default null, p_description text default null,
   p_event_types text[] default null, p_status text default null)

@@ -147,6 +147,12 @@ describe("API keys follow their creator's rights", () => {
     expect(await read()).toBe(false);
     await rpc(team.owner, "set_api_keys_survive_creator", { p_org_id: team.orgId, p_survive: true });
     expect(await read()).toBe(true);
+    // The flip is in the audit log, with who did it.
+    const { rows } = await admin.query(
+      "select actor_user_id, before, after from notify.audit_log where org_id = $1 and target_table = 'public.orgs' and action = 'update' and after ? 'api_keys_survive_creator'",
+      [team.orgId],
+    );
+    expect(rows).toEqual([{ actor_user_id: team.owner.id, before: { api_keys_survive_creator: false }, after: { api_keys_survive_creator: true } }]);
   });
 });
 
