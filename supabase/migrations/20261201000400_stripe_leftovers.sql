@@ -56,6 +56,33 @@ create policy "billing managers read their org's disputes" on billing.disputes
 -- Monthly credits for periods longer than a month
 -- ---------------------------------------------------------------------------
 
+-- Which grant is which period month's, so that a refund or dispute of the period's payment finds
+-- the credits it bought (the months granted so far).
+create table billing.subscription_month_grants (
+  grant_id uuid primary key references billing.credit_grants (id) on delete cascade,
+  org_id uuid not null references public.orgs (id) on delete cascade,
+  subscription_id text not null,
+  period_start timestamptz not null,
+  month_start timestamptz not null,
+  created_at timestamptz not null default now(),
+  unique (subscription_id, month_start)
+);
+create index subscription_month_grants_org_id_idx on billing.subscription_month_grants (org_id, created_at desc);
+create index subscription_month_grants_period_idx on billing.subscription_month_grants (subscription_id, period_start);
+comment on table billing.subscription_month_grants is 'The monthly credit grants of subscriptions billed for more than a month at a time (annual plans): one row per period month granted.';
+comment on column billing.subscription_month_grants.period_start is 'Start of the billing period (the paid invoice''s subscription line) the month belongs to.';
+comment on column billing.subscription_month_grants.month_start is 'Start of the period month (period start plus whole months, UTC).';
+
+alter table billing.subscription_month_grants enable row level security;
+revoke all on billing.subscription_month_grants from anon, authenticated;
+grant all on billing.subscription_month_grants to service_role;
+grant select on billing.subscription_month_grants to authenticated;
+create policy "billing managers read their org's subscription months" on billing.subscription_month_grants
+  for select to authenticated using (org_id in (select private.org_ids_with_permission('billing.manage')));
+
+alter table billing.invoices add column subscription_period_start timestamptz;
+comment on column billing.invoices.subscription_period_start is 'Start of the subscription period the invoice''s subscription line bills (not a proration); ties a refund of a longer-than-monthly invoice to that period''s monthly grants.';
+
 -- Whether a billing period gets its credits month by month (longer than a month, e.g. a year)
 -- rather than once per invoice. Month arithmetic is in UTC, as Stripe's billing anchors are.
 create or replace function billing.period_is_monthly_schedule(p_period_start timestamptz, p_period_end timestamptz)
@@ -127,6 +154,8 @@ begin
   end if;
   v_grant := billing.grant_credits(p_org_id, 'subscription', v_amount, 'subscription-month-' || v_ref, null,
                                    v_month_end at time zone 'UTC', v_ref);
+  insert into billing.subscription_month_grants (grant_id, org_id, subscription_id, period_start, month_start)
+  values (v_grant, p_org_id, p_subscription_id, p_period_start, v_month_start at time zone 'UTC');
   perform private.emit_event(p_org_id, 'billing.credits_granted', 'credit_grant', v_grant::text,
     jsonb_build_object('amount', v_amount, 'category', 'subscription', 'source_ref', v_ref));
   return v_grant;

@@ -22,6 +22,7 @@ import {
   event,
   fakeStripe,
   invoice,
+  invoicePayment,
   nowSeconds,
   price,
   type StripeObject,
@@ -274,6 +275,37 @@ describe("annual plans grant their monthly credits every month", () => {
     expect(out).toMatchObject({ failed: 0 });
     expect(out.granted).toBeGreaterThanOrEqual(1);
     expect((await grants(orgId)).map((g) => g.expires_at)).toEqual([await monthsAfter(start, 1), await monthsAfter(start, 2)]);
+  });
+
+  it("a refund of the annual payment takes back its share of the months granted so far", async () => {
+    const { orgId, cus, inv, start } = await annualSubscriber();
+    await deliverOk(event("invoice.paid", inv));
+    await op("grant_due_subscription_months", { p_now: new Date((await monthsAfter(start, 1)).getTime() + 3600_000).toISOString() });
+    expect(await account(orgId)).toMatchObject({ balance: 10_000 });
+    const paymentIntent = uid("pi");
+    await fakeStripe.put(invoicePayment({ invoice: inv.id, paymentIntent, amount: 20_000 }));
+    const ch = charge({ customer: cus.id, paymentIntent, amount: 20_000 });
+    await deliverOk(event("charge.refunded", { ...ch, amount_refunded: 10_000 }));
+    expect(await account(orgId)).toEqual({ balance: 5000, reserved: 0, debt: 0 });
+    await deliverOk(event("charge.refunded", { ...ch, amount_refunded: 20_000, refunded: true }));
+    expect(await account(orgId)).toEqual({ balance: 0, reserved: 0, debt: 0 });
+    const { rows } = await admin.query("select invoice_id, credits_clawed_back::int as n from billing.charges where id = $1", [ch.id]);
+    expect(rows).toEqual([{ invoice_id: inv.id, n: 10_000 }]);
+    await expectLedgerConsistent(orgId);
+  });
+
+  it("billing managers read their org's month grants; members and other orgs do not", async () => {
+    const { orgId, sub, inv } = await annualSubscriber();
+    await deliverOk(event("invoice.paid", inv));
+    const { rows: teamRows } = await admin.query("select user_id, role from public.org_members where org_id = $1", [orgId]);
+    const owner = { id: teamRows.find((r) => r.role === "owner").user_id, email: "" };
+    const member = { id: teamRows.find((r) => r.role === "member").user_id, email: "" };
+    const stranger = (await createTeam("Other", { plan: null })).owner;
+    const q = "select subscription_id from billing.subscription_month_grants where org_id = $1";
+    expect(await select(owner, q, [orgId])).toEqual([{ subscription_id: sub.id }]);
+    expect(await select(member, q, [orgId])).toEqual([]);
+    expect(await select(stranger, q, [orgId])).toEqual([]);
+    await expect(select(owner, "delete from billing.subscription_month_grants where org_id = $1", [orgId])).rejects.toMatchObject({ code: "42501" });
   });
 
   it("stops when the subscription ends (canceled) or is not paid (past_due)", async () => {

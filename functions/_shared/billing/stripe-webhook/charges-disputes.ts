@@ -40,16 +40,31 @@ async function packFor(tx: Tx, paymentIntentId: string | null): Promise<Clawable
   return p && { kind: "pack", org_id: p.org_id, grant_id: p.grant_id, credits: BigInt(p.credits), clawed: BigInt(p.clawed), source_ref: p.checkout_session_id };
 }
 
-/** The subscription grant of the charge's invoice; the charge must be mirrored already. */
+/**
+ * The subscription credits the charge's invoice bought; the charge must be mirrored already.
+ * A monthly invoice bought its one grant (source_ref = the invoice). A longer period's invoice
+ * (an annual plan) bought the period's monthly grants: those granted so far count, the latest
+ * first in line to be taken.
+ */
 async function subscriptionGrantFor(tx: Tx, orgId: string, chargeId: string, invoiceId: string | null): Promise<Clawable | undefined> {
   if (!invoiceId) return undefined;
-  const { rows } = await sql<{ id: string; amount: string; clawed: string }>`
-    select g.id, g.amount::text, c.credits_clawed_back::text as clawed
-    from billing.credit_grants g, billing.charges c
-    where g.org_id = ${orgId}::uuid and g.category = 'subscription' and g.source_ref = ${invoiceId} and c.id = ${chargeId}
-    for update of c`.execute(tx);
+  const { rows: charge } = await sql<{ clawed: string }>`
+    select credits_clawed_back::text as clawed from billing.charges where id = ${chargeId} for update`.execute(tx);
+  if (!charge[0]) return undefined;
+  const { rows } = await sql<{ id: string; amount: string }>`
+    select 0 as pref, g.id, g.amount::text from billing.credit_grants g
+    where g.org_id = ${orgId}::uuid and g.category = 'subscription' and g.source_ref = ${invoiceId}
+    union all
+    select 1, x.id, x.amount::text from (
+      select (array_agg(g.id order by m.month_start desc))[1] as id, sum(g.amount) as amount
+      from billing.invoices i
+      join billing.subscription_month_grants m on m.subscription_id = i.subscription_id and m.period_start = i.subscription_period_start
+      join billing.credit_grants g on g.id = m.grant_id
+      where i.id = ${invoiceId} and i.org_id = ${orgId}::uuid and m.org_id = ${orgId}::uuid) x
+    where x.id is not null
+    order by pref limit 1`.execute(tx);
   const g = rows[0];
-  return g && { kind: "subscription", org_id: orgId, grant_id: g.id, credits: BigInt(g.amount), clawed: BigInt(g.clawed), source_ref: invoiceId };
+  return g && { kind: "subscription", org_id: orgId, grant_id: g.id, credits: BigInt(g.amount), clawed: BigInt(charge[0].clawed), source_ref: invoiceId };
 }
 
 /**

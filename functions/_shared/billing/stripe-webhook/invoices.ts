@@ -28,15 +28,18 @@ export async function onInvoice(ctx: Ctx, invoiceId: string): Promise<Applied> {
     const [wmCreated, wmId] = nextWatermark(event, existing[0]);
     await sql`
       insert into billing.invoices (id, org_id, subscription_id, status, billing_reason, currency, amount_due, amount_paid,
-                                    hosted_invoice_url, period_start, period_end, stripe_created, watermark_created, watermark_event_id)
+                                    hosted_invoice_url, period_start, period_end, subscription_period_start, stripe_created,
+                                    watermark_created, watermark_event_id)
       values (${inv.id}, ${orgId}::uuid, ${subId}, ${inv.status ?? null}, ${inv.billing_reason ?? null}, ${inv.currency.toLowerCase()},
               ${inv.amount_due ?? 0}, ${inv.amount_paid ?? 0}, ${inv.hosted_invoice_url ?? null},
-              ${iso(inv.period_start)}::timestamptz, ${iso(inv.period_end)}::timestamptz, ${iso(inv.created)}::timestamptz,
+              ${iso(inv.period_start)}::timestamptz, ${iso(inv.period_end)}::timestamptz,
+              ${iso(subscriptionLine(inv)?.period?.start)}::timestamptz, ${iso(inv.created)}::timestamptz,
               ${wmCreated}, ${wmId})
       on conflict (id) do update set
         subscription_id = excluded.subscription_id, status = excluded.status, billing_reason = excluded.billing_reason,
         currency = excluded.currency, amount_due = excluded.amount_due, amount_paid = excluded.amount_paid,
         hosted_invoice_url = excluded.hosted_invoice_url, period_start = excluded.period_start, period_end = excluded.period_end,
+        subscription_period_start = excluded.subscription_period_start,
         stripe_created = excluded.stripe_created, watermark_created = excluded.watermark_created,
         watermark_event_id = excluded.watermark_event_id`.execute(tx);
   }
