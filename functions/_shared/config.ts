@@ -29,7 +29,7 @@ export const ConfigSchema = z.object({
   PLINTH_UNSUBSCRIBE_SECRET: z.string().min(32).optional(),
   /** Stripe secret key (sk_…); billing routes answer 503 without it. */
   STRIPE_SECRET_KEY: z.string().min(1).optional().or(z.literal("").transform(() => undefined)),
-  /** Signing secret of the Stripe webhook endpoint (whsec_…); the webhook answers 503 without it. */
+  /** Signing secret of the Stripe webhook endpoint (whsec_…), or several comma-separated while rotating; the webhook answers 503 without it. */
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional().or(z.literal("").transform(() => undefined)),
   /** Another Stripe API base (the local fake: http://127.0.0.1:PORT); unset means api.stripe.com. */
   STRIPE_API_BASE: optionalUrl,
