@@ -121,7 +121,7 @@ function stagedBinaries(nativeDir: string): string {
 }
 
 /** Where the data folder for `dir` goes when the postgres user cannot enter `dir`'s parent. */
-const relocatedPath = (dir: string) => path.join(SPARE_ROOT, `plinth-${hashOf(path.resolve(dir))}`, "db");
+export const relocatedPath = (dir: string) => path.join(SPARE_ROOT, `plinth-${hashOf(path.resolve(dir))}`, "db");
 
 /** Whether `dir` is the symlink an earlier start left pointing at the relocated folder. */
 function isRelocated(dir: string): boolean {
