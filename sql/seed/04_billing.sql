@@ -46,6 +46,16 @@ insert into billing.charges (id, org_id, invoice_id, currency, amount, status, s
   ('ch_demo_globex_1', 'b0000000-0000-4000-8000-00000000b000', 'in_demo_globex_1', 'eur', 27500, 'succeeded', date_trunc('month', now()) - interval '2 months')
 on conflict do nothing;
 
+-- Disputes that took no credits: acme's was won before anything was taken back; globex's was lost
+-- on an invoice that granted nothing to take.
+insert into billing.disputes (id, org_id, charge_id, amount, currency, status, reason, credits_clawed_back, clawed_at,
+                              restored_at, stripe_created) values
+  ('dp_demo_acme_1', 'a0000000-0000-4000-8000-00000000a000', 'ch_demo_acme_1', 2000, 'usd', 'won', 'product_not_received', 0,
+   now(), now(), date_trunc('month', now())),
+  ('dp_demo_globex_1', 'b0000000-0000-4000-8000-00000000b000', 'ch_demo_globex_1', 27500, 'eur', 'lost', 'fraudulent', 0,
+   null, null, date_trunc('month', now()) - interval '1 month')
+on conflict do nothing;
+
 -- Credits through the ledger's own operations, so the journal is consistent.
 do $$
 declare

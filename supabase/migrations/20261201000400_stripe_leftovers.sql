@@ -56,32 +56,8 @@ create policy "billing managers read their org's disputes" on billing.disputes
 -- Monthly credits for periods longer than a month
 -- ---------------------------------------------------------------------------
 
--- Which grant is which period month's, so that a refund or dispute of the period's payment finds
--- the credits it bought (the months granted so far).
-create table billing.subscription_month_grants (
-  grant_id uuid primary key references billing.credit_grants (id) on delete cascade,
-  org_id uuid not null references public.orgs (id) on delete cascade,
-  subscription_id text not null,
-  period_start timestamptz not null,
-  month_start timestamptz not null,
-  created_at timestamptz not null default now(),
-  unique (subscription_id, month_start)
-);
-create index subscription_month_grants_org_id_idx on billing.subscription_month_grants (org_id, created_at desc);
-create index subscription_month_grants_period_idx on billing.subscription_month_grants (subscription_id, period_start);
-comment on table billing.subscription_month_grants is 'The monthly credit grants of subscriptions billed for more than a month at a time (annual plans): one row per period month granted.';
-comment on column billing.subscription_month_grants.period_start is 'Start of the billing period (the paid invoice''s subscription line) the month belongs to.';
-comment on column billing.subscription_month_grants.month_start is 'Start of the period month (period start plus whole months, UTC).';
-
-alter table billing.subscription_month_grants enable row level security;
-revoke all on billing.subscription_month_grants from anon, authenticated;
-grant all on billing.subscription_month_grants to service_role;
-grant select on billing.subscription_month_grants to authenticated;
-create policy "billing managers read their org's subscription months" on billing.subscription_month_grants
-  for select to authenticated using (org_id in (select private.org_ids_with_permission('billing.manage')));
-
 alter table billing.invoices add column subscription_period_start timestamptz;
-comment on column billing.invoices.subscription_period_start is 'Start of the subscription period the invoice''s subscription line bills (not a proration); ties a refund of a longer-than-monthly invoice to that period''s monthly grants.';
+comment on column billing.invoices.subscription_period_start is 'Start of the subscription period the invoice''s subscription line bills (not a proration); ties a refund of a longer-than-monthly invoice to that period''s monthly grants (source_ref <subscription>-period-<start>-month-<n>).';
 
 -- Whether a billing period gets its credits month by month (longer than a month, e.g. a year)
 -- rather than once per invoice. Month arithmetic is in UTC, as Stripe's billing anchors are.
@@ -95,7 +71,7 @@ $$;
 comment on function billing.period_is_monthly_schedule(timestamptz, timestamptz) is 'True for a billing period longer than a month (an annual plan): its plan''s monthly_ai_credits are granted once per period month instead of once per invoice.';
 
 -- Grants the plan's monthly_ai_credits for the period month that contains p_now, once: the grant's
--- source_ref (and idempotency key) names the subscription and the month's start, so the paid
+-- source_ref (and idempotency key) names the subscription, the period and the month, so the paid
 -- invoice and every scheduled run agree on it. The month's credits expire when the month (or the
 -- period, if sooner) ends. Returns the new grant's id, or null when nothing was granted (already
 -- granted, p_now outside the period, or a plan without monthly credits).
@@ -144,7 +120,8 @@ begin
   end loop;
   v_month_start := v_start + make_interval(months => v_k);
   v_month_end := least(v_start + make_interval(months => v_k + 1), v_end);
-  v_ref := p_subscription_id || '-month-' || to_char(v_month_start, 'YYYYMMDD"T"HH24MISS');
+  -- The period is in the key, so a refund of the period's invoice finds the months it bought.
+  v_ref := p_subscription_id || '-period-' || to_char(v_start, 'YYYYMMDD"T"HH24MISS') || '-month-' || v_k;
 
   -- One grant per month even when the invoice and a scheduled run race.
   perform pg_advisory_xact_lock(hashtextextended('billing-month:' || v_ref, 0));
@@ -154,14 +131,12 @@ begin
   end if;
   v_grant := billing.grant_credits(p_org_id, 'subscription', v_amount, 'subscription-month-' || v_ref, null,
                                    v_month_end at time zone 'UTC', v_ref);
-  insert into billing.subscription_month_grants (grant_id, org_id, subscription_id, period_start, month_start)
-  values (v_grant, p_org_id, p_subscription_id, p_period_start, v_month_start at time zone 'UTC');
   perform private.emit_event(p_org_id, 'billing.credits_granted', 'credit_grant', v_grant::text,
     jsonb_build_object('amount', v_amount, 'category', 'subscription', 'source_ref', v_ref));
   return v_grant;
 end
 $$;
-comment on function billing.grant_subscription_month(uuid, text, text, timestamptz, timestamptz, timestamptz) is 'Grants the plan''s monthly_ai_credits for the period month containing p_now, once per subscription and month (source_ref <subscription>-month-<month start, UTC>); they expire at the month''s end. Null when nothing was granted.';
+comment on function billing.grant_subscription_month(uuid, text, text, timestamptz, timestamptz, timestamptz) is 'Grants the plan''s monthly_ai_credits for the period month containing p_now, once per subscription and period month (source_ref <subscription>-period-<period start, UTC>-month-<n>, n from 0); they expire at the month''s end. Null when nothing was granted.';
 
 -- The scheduled side (worker job billing.subscription_months): every live subscription whose
 -- period is longer than a month gets the current month's credits. A canceled, paused, unpaid or

@@ -55,12 +55,15 @@ async function subscriptionGrantFor(tx: Tx, orgId: string, chargeId: string, inv
     select 0 as pref, g.id, g.amount::text from billing.credit_grants g
     where g.org_id = ${orgId}::uuid and g.category = 'subscription' and g.source_ref = ${invoiceId}
     union all
+    -- A longer period's months: source_ref <subscription>-period-<period start, UTC>-month-<n>.
     select 1, x.id, x.amount::text from (
-      select (array_agg(g.id order by m.month_start desc))[1] as id, sum(g.amount) as amount
+      select (array_agg(g.id order by g.created_at desc, g.id desc))[1] as id, sum(g.amount) as amount
       from billing.invoices i
-      join billing.subscription_month_grants m on m.subscription_id = i.subscription_id and m.period_start = i.subscription_period_start
-      join billing.credit_grants g on g.id = m.grant_id
-      where i.id = ${invoiceId} and i.org_id = ${orgId}::uuid and m.org_id = ${orgId}::uuid) x
+      cross join lateral (select i.subscription_id || '-period-'
+                                 || to_char(i.subscription_period_start at time zone 'UTC', 'YYYYMMDD"T"HH24MISS') || '-month-' as prefix) p
+      join billing.credit_grants g
+        on g.org_id = i.org_id and g.category = 'subscription' and left(g.source_ref, length(p.prefix)) = p.prefix
+      where i.id = ${invoiceId} and i.org_id = ${orgId}::uuid and i.subscription_period_start is not null) x
     where x.id is not null
     order by pref limit 1`.execute(tx);
   const g = rows[0];
