@@ -1,44 +1,70 @@
 // Benchmark: a member lists one org's rows through RLS, at 10,000 orgs and 1,000,000 rows,
 // against the same query as service_role with an explicit org_id filter, in the same run.
 // Both run the PostgREST request shape: one round trip of begin, claims and role, query, commit.
-// Target: RLS p50 / baseline p50 <= 1.3.
+// Target: RLS / baseline <= 1.15 at p50 and at p95.
+//
+// The seed is a handful of set-based statements with triggers off
+// (session_replication_role = replica), so one million rows take seconds, not minutes. What
+// that bypasses, and what is written in its place so the measured query sees production data:
+//   * handle_new_user on auth.users: the profile, personal org and owner membership it would
+//     make are inserted set-based below, so every user has them as after a real signup;
+//   * outbox events and audit rows for orgs, members and invitations (emit_*, audit_row): the
+//     measured query reads neither;
+//   * set_updated_at, check_member_role, check_org_membership and the foreign-key triggers: the
+//     seed writes only valid built-in roles, existing orgs and users, and an owner per org.
+// The million invitations are loaded with the table's indexes off, which are then built once
+// from their catalog definitions (bench/lib/bulk.ts).
 import pg from "pg";
 import { gotrueClaims } from "../scripts/lib/keys.ts";
+import { loadWithoutIndexes } from "./lib/bulk.ts";
 import { ms, summarize } from "./lib/stats.ts";
 
 const ORGS = Number(process.env.BENCH_ORGS ?? 10_000);
 const ROWS_PER_ORG = Number(process.env.BENCH_ROWS_PER_ORG ?? 100);
 const MEMBER_OF = 25; // the bench user belongs to this many orgs, so RLS has a real set to check
-const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 2_000);
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 4_000);
+const TARGET = 1.15;
 
 const USER_ID = "dddddddd-0000-4000-8000-000000000001";
+const orgId = (i: string) => `('00000000-0000-4000-8000-' || lpad(to_hex(${i}), 12, '0'))::uuid`;
+const userId = (i: string) => `('eeeeeeee-0000-4000-8000-' || lpad(to_hex(${i}), 12, '0'))::uuid`;
 
 export async function seed(c: pg.Client) {
-  await c.query(`insert into auth.users (id, aud, role, email, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
-                 values ($1, 'authenticated', 'authenticated', 'bench@bench.test', now(), '{}', '{}', now(), now())`, [USER_ID]);
-  await c.query(`insert into public.orgs (id, slug, name, kind)
-                 select ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'org-' || i, 'Org ' || i, 'team'
-                 from generate_series(1, $1) i`, [ORGS]);
-  // Every org has an owner and two members of its own (so org_members looks like production),
-  // and the bench user owns MEMBER_OF orgs besides.
-  await c.query(`insert into auth.users (id, aud, role, email, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
-                 select ('eeeeeeee-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'authenticated', 'authenticated',
-                        'user' || i || '@bench.test', now(), '{}', '{}', now(), now()
-                 from generate_series(1, $1 * 3) i`, [ORGS]);
-  await c.query(`insert into public.org_members (org_id, user_id, role)
-                 select ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
-                        ('eeeeeeee-0000-4000-8000-' || lpad(to_hex((o - 1) * 3 + k), 12, '0'))::uuid,
-                        (array['owner', 'admin', 'member'])[k]
-                 from generate_series(1, $1) o, generate_series(1, 3) k`, [ORGS]);
-  await c.query(`insert into public.org_members (org_id, user_id, role)
-                 select ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, $1, 'owner'
-                 from generate_series(1, $2) i`, [USER_ID, MEMBER_OF]);
-  await c.query(`insert into public.invitations (org_id, email, role, token_hash, expires_at, created_at)
-                 select ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
-                        'invitee' || r || '@org' || o || '.test', 'member',
-                        sha256(convert_to(o || ':' || r, 'UTF8')), now() + interval '7 days',
-                        now() - (r || ' minutes')::interval
-                 from generate_series(1, $1) o, generate_series(1, $2) r`, [ORGS, ROWS_PER_ORG]);
+  await c.query("set session_replication_role = replica");
+  try {
+    // The bench user, and three users per org (owner, admin, member), as GoTrue inserts them.
+    await c.query(`insert into auth.users (id, aud, role, email, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
+                   select $1::uuid, 'authenticated', 'authenticated', 'bench@bench.test', now(), '{}'::jsonb, '{}'::jsonb, now(), now()
+                   union all
+                   select ${userId("i")}, 'authenticated', 'authenticated', 'user' || i || '@bench.test', now(), '{}', '{}', now(), now()
+                   from generate_series(1, $2::int * 3) i`, [USER_ID, ORGS]);
+    // What handle_new_user makes for each of them: a profile, a personal org, its ownership.
+    await c.query(`insert into public.profiles (id, display_name, locale, timezone)
+                   select u.id, split_part(u.email, '@', 1), 'en', 'UTC' from auth.users u`);
+    await c.query(`insert into public.orgs (slug, name, kind, personal_user_id, created_by)
+                   select 'personal-' || replace(u.id::text, '-', ''), split_part(u.email, '@', 1), 'personal', u.id, u.id
+                   from auth.users u`);
+    await c.query(`insert into public.orgs (id, slug, name, kind)
+                   select ${orgId("i")}, 'org-' || i, 'Org ' || i, 'team' from generate_series(1, $1::int) i`, [ORGS]);
+    // Personal ownerships; every team org's owner, admin and member; and the bench user owns
+    // MEMBER_OF team orgs besides (so org_members looks like production).
+    await c.query(`insert into public.org_members (org_id, user_id, role)
+                   select o.id, o.personal_user_id, 'owner' from public.orgs o where o.kind = 'personal'
+                   union all
+                   select ${orgId("o")}, ${userId("(o - 1) * 3 + k")}, (array['owner', 'admin', 'member'])[k]
+                   from generate_series(1, $1::int) o, generate_series(1, 3) k
+                   union all
+                   select ${orgId("i")}, $2::uuid, 'owner' from generate_series(1, $3::int) i`, [ORGS, USER_ID, MEMBER_OF]);
+    // Invitations arrive over time across all orgs, so one org's rows are spread over the heap.
+    // Loaded with its indexes off and built once after (bench/lib/bulk.ts).
+    await loadWithoutIndexes(c, "public.invitations", () => c.query(`insert into public.invitations (org_id, email, role, token_hash, invited_by, expires_at, created_at)
+                   select ${orgId("o")}, 'invitee' || r || '@org' || o || '.test', 'member',
+                          sha256(convert_to(o || ':' || r, 'UTF8')), ${userId("(o - 1) * 3 + 1")},
+                          now() + interval '7 days', now() - (r || ' minutes')::interval
+                   from generate_series(0, $1::int * $2::int - 1) g, lateral (select g % $1::int + 1 as o, g / $1::int + 1 as r) x`, [ORGS, ROWS_PER_ORG]));
+  } finally {
+    await c.query("reset session_replication_role");
+  }
   await c.query("vacuum analyze");
 }
 
@@ -50,6 +76,14 @@ function request(role: string, claims: object, query: string): string {
 export async function run(url: string) {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
+  try {
+    return await measure(c);
+  } finally {
+    await c.end();
+  }
+}
+
+async function measure(c: pg.Client) {
   const started = performance.now();
   await seed(c);
   const seedSeconds = (performance.now() - started) / 1000;
@@ -61,13 +95,15 @@ export async function run(url: string) {
   const asService = request("service_role", { role: "service_role" },
     `select ${columns} from public.invitations where org_id = '${target}' order by created_at desc`);
 
-  // Same answer both ways, or the comparison means nothing.
-  const count = async (sql: string) => {
+  // Same answer both ways (the same rows in the same order), or the comparison means nothing.
+  const rows = async (sql: string) => {
     const res = (await c.query(sql)) as unknown as pg.QueryResult[];
-    return res.find((r) => r.command === "SELECT" && r.fields.some((f) => f.name === "email"))!.rowCount;
+    return res.find((r) => r.command === "SELECT" && r.fields.some((f) => f.name === "email"))!.rows;
   };
-  const [a, b] = [await count(asMember), await count(asService)];
-  if (a !== ROWS_PER_ORG || b !== ROWS_PER_ORG) throw new Error(`row counts differ: member ${a}, service ${b}`);
+  const [a, b] = [await rows(asMember), await rows(asService)];
+  if (a.length !== ROWS_PER_ORG || JSON.stringify(a) !== JSON.stringify(b)) {
+    throw new Error(`the two sides answer differently: member ${a.length} rows, service ${b.length} rows`);
+  }
 
   const member: number[] = [];
   const service: number[] = [];
@@ -80,14 +116,15 @@ export async function run(url: string) {
       out.push(performance.now() - t0);
     }
   }
-  await c.end();
 
   const m = summarize(member);
   const s = summarize(service);
-  const ratio = m.p50 / s.p50;
+  const p50 = m.p50 / s.p50;
+  const p95 = m.p95 / s.p95;
+  const met = p50 <= TARGET && p95 <= TARGET;
   console.log(`\nRLS list: ${ORGS.toLocaleString()} orgs, ${(ORGS * ROWS_PER_ORG).toLocaleString()} rows (seeded in ${seedSeconds.toFixed(1)} s), ${ITERATIONS} requests each`);
   console.log(`  member through RLS      p50 ${ms(m.p50)}  p95 ${ms(m.p95)}`);
   console.log(`  service_role + org_id   p50 ${ms(s.p50)}  p95 ${ms(s.p95)}`);
-  console.log(`  ratio p50 ${ratio.toFixed(3)}  p95 ${(m.p95 / s.p95).toFixed(3)}  (target <= 1.3: ${ratio <= 1.3 ? "met" : "MISSED"})`);
-  return { name: "rls-list", ratio, target: 1.3, met: ratio <= 1.3 };
+  console.log(`  ratio p50 ${p50.toFixed(3)}  p95 ${p95.toFixed(3)}  (target <= ${TARGET} at both: ${met ? "met" : "MISSED"})`);
+  return { name: "rls-list", ratio: Math.max(p50, p95), target: TARGET, met, note: `p50 ${p50.toFixed(3)}, p95 ${p95.toFixed(3)}` };
 }

@@ -25,18 +25,30 @@ const benches = [
   { name: "video", run: video, durable: true },
 ];
 const only = process.argv[2];
-const results: { name: string; ratio: number; target: number; met: boolean; higherIsBetter?: boolean }[] = [];
+if (only && !benches.some((b) => b.name === only)) {
+  console.error(`unknown bench "${only}"; known: ${benches.map((b) => b.name).join(", ")}`);
+  process.exit(2);
+}
+const results: { name: string; ratio: number; target: number; met: boolean; higherIsBetter?: boolean; note?: string; seconds: number }[] = [];
+const started = performance.now();
 for (const b of benches.filter((x) => !only || x.name === only)) {
+  const t0 = performance.now();
   const db = await benchDatabase({ durable: "durable" in b && b.durable });
+  let result: Awaited<ReturnType<(typeof b)["run"]>> & { note?: string };
   try {
-    results.push(await b.run(db.url));
+    result = await b.run(db.url);
   } finally {
     await db.stop();
   }
+  const seconds = (performance.now() - t0) / 1000;
+  results.push({ ...result, seconds });
+  console.log(`  (${b.name}: ${seconds.toFixed(1)} s, database start and migrations included)`);
 }
 console.log("\nSummary");
 for (const r of results) {
   const target = `${r.higherIsBetter ? ">=" : "<="} ${r.target}`;
-  console.log(`  ${r.name.padEnd(12)} ratio ${r.ratio.toFixed(3)} (target ${target})  ${r.met ? "met" : "MISSED"}`);
+  const note = r.note ? `, ${r.note}` : "";
+  console.log(`  ${r.name.padEnd(12)} ratio ${r.ratio.toFixed(3)} (target ${target}${note})  ${r.met ? "met" : "MISSED"}  ${r.seconds.toFixed(1)} s`);
 }
+console.log(`  total ${((performance.now() - started) / 1000).toFixed(1)} s`);
 process.exit(results.every((r) => r.met) ? 0 : 1);
