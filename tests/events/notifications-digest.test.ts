@@ -34,7 +34,16 @@ async function runDigest(now: Date) {
 }
 
 const { tz, at } = zoneAtEight();
+/** A whole-hour zone three hours ahead of `tz`: 11:xx there at `at`. */
+const elsewhereTz = (() => {
+  let offset = 8 + 3 - at.getUTCHours();
+  if (offset > 14) offset -= 24;
+  if (offset < -12) offset += 24;
+  return offset > 0 ? `Etc/GMT-${offset}` : offset < 0 ? `Etc/GMT+${-offset}` : "Etc/GMT";
+})();
 let user: TestUser;
+let elsewhere: TestUser;
+let elsewhereNote: string;
 let orgId: string;
 let included: string[];
 let excluded: string[];
@@ -52,6 +61,9 @@ beforeAll(async () => {
   const alreadyMailed = await insertNotification(orgId, user.id, { type: "member.joined", title: "Mailed already" });
   await admin.query("update notify.notifications set emailed_at = now() where id = $1", [alreadyMailed]);
   excluded = [alreadyMailed, await insertNotification(orgId, user.id, { type: "member.removed", title: "Not in digests" })];
+  // Someone with the same kind of notification, where it is not 08:xx.
+  elsewhere = await createUser({ meta: { timezone: elsewhereTz, full_name: "Eli Elsewhere" } });
+  elsewhereNote = await insertNotification(orgId, elsewhere.id, { type: "member.joined", title: "Not yet" });
 });
 
 describe("notifications.digest", () => {
@@ -83,6 +95,13 @@ describe("notifications.digest", () => {
     const rows = await notificationsFor(user.id);
     for (const n of rows) expect(n.digested_at === null, n.title).toBe(!included.includes(n.id));
     expect(excluded.every((id) => rows.find((r) => r.id === id)!.digested_at === null)).toBe(true);
+  });
+
+  it("users whose local time is another hour get nothing in that run, however much is waiting", async () => {
+    const { rows } = await admin.query(`select extract(hour from $1::timestamptz at time zone timezone)::int as h from public.profiles where id = $2`, [at, elsewhere.id]);
+    expect(rows[0].h).toBe(11);
+    expect(await mailTo(elsewhere.email)).toEqual([]);
+    expect((await notificationsFor(elsewhere.id)).find((n) => n.id === elsewhereNote)!.digested_at).toBeNull();
   });
 
   it("a rerun in the same hour sends nothing twice", async () => {

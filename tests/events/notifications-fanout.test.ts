@@ -64,6 +64,26 @@ describe("fan-out of member.role_changed (rule: the subject user)", () => {
     expect(mail.text).toContain(mail.headers["list-unsubscribe"].slice(1, -1));
   });
 
+  it("the queued email job carries no unsubscribe token: the link is signed when the email is sent", async () => {
+    const [mail] = await waitForMail(team.member.email, { timeoutMs: MAIL_WAIT_MS });
+    const link = mail.headers["list-unsubscribe"].slice(1, -1);
+    const token = new URL(link).searchParams.get("token")!;
+    expect(token).toMatch(/^[\w-]+\.[\w-]+$/);
+    // pg-boss job data is readable by whoever reads the queue's tables.
+    const { rows } = await admin.query(`select data from pgboss.job where name = 'email.send' and data ->> 'to' = $1`, [team.member.email]);
+    expect(rows.length).toBeGreaterThanOrEqual(1);
+    for (const { data } of rows) {
+      const queued = JSON.stringify(data);
+      expect(queued).not.toContain("token=");
+      expect(queued).not.toContain(token);
+      expect(queued).not.toContain(token.split(".")[1]);
+      expect(data.unsubscribe).toMatchObject({ user_id: team.member.id, type: "member.role_changed", channel: "email" });
+    }
+    // The sent email has the link in its headers, its text and its HTML.
+    expect(mail.text).toContain(link);
+    expect(mail.html).toContain(`href="${link}"`);
+  });
+
   it("the email's own List-Unsubscribe link works one-click, without login", async () => {
     const [mail] = await waitForMail(team.member.email, { timeoutMs: MAIL_WAIT_MS });
     const link = new URL(mail.headers["list-unsubscribe"].slice(1, -1));

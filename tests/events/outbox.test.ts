@@ -4,10 +4,10 @@ import { sql } from "kysely";
 import { afterAll, describe, expect, it } from "vitest";
 import { createDb } from "../../functions/_shared/db/client.ts";
 import { EVENT_PAYLOADS, EVENT_TYPES, type OutboxEvent } from "../../functions/_shared/events/catalog.ts";
-import { dispatchBatch, type EventConsumer } from "../../functions/_shared/events/dispatcher.ts";
+import { dispatchBatch, dispatchPending, type EventConsumer, OUTBOX_PARTITIONS } from "../../functions/_shared/events/dispatcher.ts";
 import { admin, as, createTeam, createUser, expectSqlError, rpc, select, stack } from "../helpers/db.ts";
 
-const { db, pool } = createDb(stack.dbUrl, 3);
+const { db, pool } = createDb(stack.dbUrl, OUTBOX_PARTITIONS + 1);
 afterAll(() => pool.end());
 
 async function eventsOf(orgId: string, type?: string) {
@@ -206,6 +206,101 @@ describe("dispatching", () => {
     await dispatchBatch(db, [again], { now: later(), orgId: team.orgId });
     expect(again.seen).toContain(id);
     expect(await receipts(id)).toEqual(["test-once"]);
+  });
+
+  it("many orgs are dispatched side by side, and each consumer sees every org's events once, in emit order", async () => {
+    // Twelve orgs, eight held-back events each, written interleaved across the orgs.
+    const orgIds: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const { rows } = await admin.query(
+        "insert into public.orgs (slug, name, kind) values ($1, $1, 'team') returning id", [`par-${crypto.randomUUID().slice(0, 12)}`]);
+      orgIds.push(rows[0].id);
+    }
+    const { rows: partitions } = await admin.query(
+      "select count(distinct private.outbox_partition(id))::int as n from unnest($1::uuid[]) id", [orgIds]);
+    expect(partitions[0].n).toBeGreaterThan(1);
+    const emitted = new Map<string, number[]>(orgIds.map((o) => [o, []]));
+    const c = await admin.connect();
+    try {
+      for (let round = 0; round < 8; round++) {
+        await c.query("begin");
+        for (const orgId of orgIds) {
+          const { rows: [{ id }] } = await c.query("select private.emit_event($1::uuid, 'org.updated', 'org', $1::text, $2) as id",
+            [orgId, JSON.stringify({ name: "n", slug: "s", require_mfa: false, changed: [] })]);
+          const { rows } = await c.query("select seq from notify.events where id = $1", [id]);
+          emitted.get(orgId)!.push(Number(rows[0].seq));
+        }
+        await c.query("update notify.events set next_dispatch_at = now() + interval '1 hour' where org_id = any ($1) and type = 'org.updated'", [orgIds]);
+        await c.query("commit");
+      }
+    } catch (err) {
+      await c.query("rollback");
+      throw err;
+    } finally {
+      c.release();
+    }
+
+    // One consumer event by event, one in batches; both note who is in flight at once.
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const seenBy = { single: new Map<string, number[]>(), batch: new Map<string, number[]>() };
+    const note = async (tx: Parameters<EventConsumer["handle"]>[0], into: Map<string, number[]>, events: OutboxEvent[]) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        await sql`select pg_sleep(0.02)`.execute(tx);
+        for (const e of events.filter((x) => x.type === "org.updated")) into.set(e.org_id, [...(into.get(e.org_id) ?? []), Number(e.seq)]);
+      } finally {
+        inFlight--;
+      }
+    };
+    const single: EventConsumer = { name: "test-order-single", handle: (tx, e) => note(tx, seenBy.single, [e]) };
+    const batch: EventConsumer = {
+      name: "test-order-batch",
+      handle: (tx, e) => note(tx, seenBy.batch, [e]),
+      handleBatch: (tx, es) => note(tx, seenBy.batch, es),
+    };
+    const result = await dispatchPending(db, [single, batch], { now: later(), orgIds });
+    // The orgs' org.created events too, unless the suite's worker got to them first.
+    expect(result.failed).toBe(0);
+    expect(result.events).toBeGreaterThanOrEqual(96);
+    expect(maxInFlight).toBeGreaterThan(1);
+    for (const orgId of orgIds) {
+      expect(seenBy.single.get(orgId), orgId).toEqual(emitted.get(orgId));
+      expect(seenBy.batch.get(orgId), orgId).toEqual(emitted.get(orgId));
+    }
+    const { rows } = await admin.query(
+      "select count(*)::int as n from notify.events where org_id = any ($1) and type = 'org.updated' and dispatched_at is null", [orgIds]);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it("a consumer's failing batch falls back to event by event: only the bad event waits", async () => {
+    const team = await createTeam();
+    const ids = [await heldBackEvent(team.orgId), await heldBackEvent(team.orgId), await heldBackEvent(team.orgId)];
+    const seen: string[] = [];
+    const picky: EventConsumer = {
+      name: "test-picky",
+      async handle(tx, e) {
+        await sql`select 1`.execute(tx);
+        if (e.id === ids[1]) throw new Error("bad event");
+        seen.push(e.id);
+      },
+      async handleBatch(tx, es) {
+        await sql`select 1`.execute(tx);
+        if (es.some((e) => e.id === ids[1])) throw new Error("bad event");
+        seen.push(...es.map((e) => e.id));
+      },
+    };
+    await dispatchBatch(db, [picky], { now: later(), orgId: team.orgId });
+    // (The team's own events may be in the batch too, if the suite's worker has not got to them.)
+    expect(seen.filter((id) => ids.includes(id))).toEqual([ids[0], ids[2]]);
+    expect(await receipts(ids[0])).toEqual(["test-picky"]);
+    expect(await receipts(ids[1])).toEqual([]);
+    const { rows } = await admin.query("select id, dispatched_at is not null as done, last_error from notify.events where id = any ($1)", [ids]);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(byId.get(ids[0])).toMatchObject({ done: true, last_error: null });
+    expect(byId.get(ids[1])).toMatchObject({ done: false, last_error: "test-picky: bad event" });
+    expect(byId.get(ids[2])).toMatchObject({ done: true });
   });
 
   it("the suite's worker dispatches a real event to the realtime consumer, once", async () => {

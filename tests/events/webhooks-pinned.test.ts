@@ -30,7 +30,7 @@ const event: OutboxEvent = {
   payload: { endpoint_id: crypto.randomUUID(), message: "hi" }, occurred_at: new Date().toISOString(),
 };
 const claim = (url: string): Claim => ({
-  messageId: crypto.randomUUID(), orgId: event.org_id, endpointId: crypto.randomUUID(), url, attempt: 1,
+  messageId: crypto.randomUUID(), leaseId: crypto.randomUUID(), orgId: event.org_id, endpointId: crypto.randomUUID(), url, attempt: 1,
   secrets: ["whsec_" + btoa("0123456789abcdef0123456789abcdef")], event,
 });
 // The policy's resolver says "loopback"; real DNS has never heard of the name.

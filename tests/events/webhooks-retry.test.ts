@@ -3,9 +3,9 @@
 // mid-delivery. Endpoints only accept webhook.test here, so the stack's own worker never
 // delivers to them: every attempt in this file is made by the test.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimMessage, deliverMessage, LEASE_MS, sendMessage } from "../../functions/_shared/webhooks/delivery.ts";
+import { claimMessage, claimMessages, deliverMessage, deliverMessages, LEASE_MS, recordResult, sendMessage } from "../../functions/_shared/webhooks/delivery.ts";
 import { RETRY_DELAYS_MS } from "../../functions/_shared/webhooks/schedule.ts";
-import { admin, createTeam, type Team } from "../helpers/db.ts";
+import { admin, as, createTeam, expectSqlError, rpc, type Team } from "../helpers/db.ts";
 import { createEndpoint, createMessage, DAY, endpointRow, HOUR, inProcess, messageRow } from "../helpers/webhooks.ts";
 import { startSink, type WebhookSink } from "../helpers/webhook-sink.ts";
 
@@ -15,7 +15,7 @@ let sink: WebhookSink;
 beforeAll(async () => {
   team = await createTeam("Retry");
   // Enough events in the org to give every test its own message.
-  for (let i = 0; i < 12; i++) await admin.query("update public.orgs set name = $2 where id = $1", [team.orgId, `Retry ${i}`]);
+  for (let i = 0; i < 20; i++) await admin.query("update public.orgs set name = $2 where id = $1", [team.orgId, `Retry ${i}`]);
   sink = await startSink();
 });
 afterAll(async () => {
@@ -205,3 +205,88 @@ describe("crash safety", () => {
     expect(rows).toEqual([{ attempt: 1, error: expect.stringMatching(/worker stopped/) }, { attempt: 2, error: null }]);
   });
 });
+
+describe("leases", () => {
+  it("a result from an attempt that outlived its lease is logged but settles nothing: the replay's attempt owns the message", async () => {
+    const endpointId = await freshEndpoint();
+    const messageId = await createMessage(team.orgId, endpointId);
+    sink.reply = () => ({ status: 500 });
+    // The old attempt was claimed an hour ago (its lease ran out long since) and is still going.
+    await admin.query("update notify.webhook_messages set next_attempt_at = now() - interval '2 hours' where id = $1", [messageId]);
+    const { deps: oldDeps } = inProcess();
+    (oldDeps.clock as ReturnType<typeof inProcess>["clock"]).set(new Date(Date.now() - HOUR));
+    const old = await claimMessage(oldDeps, messageId);
+    if ("skipped" in old) throw new Error(old.skipped);
+    const oldResult = await sendMessage(oldDeps, old);
+
+    // A manager replays the message; the replay's attempt takes it, as attempt 1 of a new cycle.
+    await rpc(team.owner, "replay_webhook_message", { p_message_id: messageId });
+    const { deps } = inProcess();
+    const fresh = await claimMessage(deps, messageId);
+    if ("skipped" in fresh) throw new Error(fresh.skipped);
+    expect(fresh.attempt).toBe(old.attempt);
+    expect(fresh.leaseId).not.toBe(old.leaseId);
+
+    // The late result of the old attempt arrives: logged, but the message stays the replay's.
+    expect(await recordResult(oldDeps, old, oldResult)).toMatchObject({ status: "superseded", statusCode: 500 });
+    expect(await messageRow(messageId)).toMatchObject({ status: "delivering", lease_id: fresh.leaseId, attempt_count: 1, last_status_code: null });
+    const { rows: logged } = await admin.query("select status_code from notify.webhook_attempts where message_id = $1", [messageId]);
+    expect(logged).toEqual([{ status_code: 500 }]);
+
+    // The replay's own result settles it.
+    sink.reply = () => ({ status: 200 });
+    expect(await recordResult(deps, fresh, await sendMessage(deps, fresh))).toMatchObject({ status: "succeeded", attempt: 1 });
+    expect(await messageRow(messageId)).toMatchObject({ status: "succeeded", locked_until: null, last_status_code: 200 });
+  });
+
+  it("the claim and record functions are the worker's: a signed-in member cannot call them", async () => {
+    await expectSqlError(
+      as(team.owner, (c) => c.query("select * from private.claim_webhook_messages('{}'::uuid[], now(), interval '1 minute')")), "42501");
+    await expectSqlError(as(team.owner, (c) => c.query("select * from private.record_webhook_attempts(now(), '[]')")), "42501");
+  });
+});
+
+describe("batches", () => {
+  it("one claim takes many messages, each with its own lease; they go out side by side and are recorded together", async () => {
+    const endpointId = await freshEndpoint();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await createMessage(team.orgId, endpointId));
+    const { deps } = inProcess();
+    sink.reply = () => ({ status: 204 });
+    const claims = await claimMessages(deps, ids);
+    const leases = ids.map((id) => {
+      const c = claims.get(id);
+      if (!c || !("leaseId" in c)) throw new Error(`not claimed: ${JSON.stringify(c)}`);
+      return c.leaseId;
+    });
+    expect(new Set(leases).size).toBe(5);
+    for (const [i, id] of ids.entries()) expect(await messageRow(id)).toMatchObject({ status: "delivering", lease_id: leases[i], attempt_count: 1 });
+    // Claimed already: a second claim of the same messages (a duplicate job) takes none of them.
+    const again = await claimMessages(deps, ids);
+    expect([...again.values()]).toEqual(ids.map(() => ({ busy: true })));
+
+    // Their leases run out (the worker died); the batch path delivers them, same webhook-ids.
+    clockAdvance(deps, LEASE_MS + 1000);
+    const out = await deliverMessages(deps, ids, { concurrency: 5 });
+    expect(ids.map((id) => out.get(id)?.status)).toEqual(ids.map(() => "succeeded"));
+    expect(sink.requests.map((r) => r.headers["webhook-id"]).sort()).toEqual([...ids].sort());
+    for (const id of ids) expect(await messageRow(id)).toMatchObject({ status: "succeeded", attempt_count: 2, locked_until: null });
+  });
+
+  it("in a batch, a message another attempt holds is busy and the rest still go", async () => {
+    const endpointId = await freshEndpoint();
+    const [held, free, gone] = [await createMessage(team.orgId, endpointId), await createMessage(team.orgId, endpointId), crypto.randomUUID()];
+    const { deps } = inProcess();
+    sink.reply = () => ({ status: 200 });
+    await claimMessage(deps, held);
+    const out = await deliverMessages(deps, [held, free, gone]);
+    expect(out.get(held)).toEqual({ status: "busy" });
+    expect(out.get(free)).toMatchObject({ status: "succeeded" });
+    expect(out.get(gone)).toEqual({ status: "skipped", reason: "message no longer exists" });
+    expect(sink.requests.map((r) => r.headers["webhook-id"])).toEqual([free]);
+  });
+});
+
+function clockAdvance(deps: { clock?: unknown }, ms: number) {
+  (deps.clock as ReturnType<typeof inProcess>["clock"]).advance(ms);
+}

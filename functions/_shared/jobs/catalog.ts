@@ -2,6 +2,7 @@
 // worker both validate against these, so a bad payload fails at the producer, not later.
 import { z } from "zod";
 import type { Queue } from "pg-boss";
+import { CHANNELS } from "../notifications/token.ts";
 
 export const EmailSendPayload = z.object({
   to: z.string().email(),
@@ -10,6 +11,16 @@ export const EmailSendPayload = z.object({
   text: z.string().min(1),
   /** Extra headers (List-Unsubscribe and friends); no CR/LF, so nothing can be injected. */
   headers: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,63}$/), z.string().max(2000).regex(/^[^\r\n]*$/)).optional(),
+  /**
+   * A notification email's unsubscribe link, made when the email is sent: the queued html, text
+   * and headers carry `placeholder` where the link goes, so no token sits in the queue's tables.
+   */
+  unsubscribe: z.object({
+    user_id: z.string().uuid(),
+    type: z.string().nullable(),
+    channel: z.enum(CHANNELS),
+    placeholder: z.string().regex(/^\{\{unsubscribe:[0-9a-f-]{36}\}\}$/),
+  }).strict().optional(),
 });
 
 export const InvitationSendPayload = z.object({ invitation_id: z.string().uuid() }).strict();
@@ -79,8 +90,10 @@ export const JOBS = {
   },
   "webhook.deliver": {
     payload: WebhookDeliverPayload,
-    // I/O-bound (SMTP, HTTP): several in flight per worker process.
-    workers: 4,
+    // I/O-bound: two batches in flight per worker process, each fetched and delivered 25 at a
+    // time (one claim, the POSTs side by side, one record), so one records while the other posts.
+    workers: 2,
+    batch: 25,
     // HTTP failures are scheduled by the handler itself (webhooks/schedule.ts); these retries only
     // cover job crashes. Expiry outlasts the 15 s request plus the message lease (45 s), so a
     // killed worker's job comes back once its message may be taken again.
@@ -162,7 +175,7 @@ export const JOBS = {
     queue: { policy: "stately", retryLimit: 2, retryDelay: 60, expireInSeconds: 600 },
     cron: "29 * * * *",
   },
-} as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string; workers?: number }>;
+} as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string; workers?: number; batch?: number }>;
 
 export type JobName = keyof typeof JOBS;
 export type JobPayload<N extends JobName> = z.infer<(typeof JOBS)[N]["payload"]>;

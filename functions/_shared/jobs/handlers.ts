@@ -11,7 +11,7 @@ import { renderInvitationEmail } from "../email/templates.ts";
 import { dispatchPending, type EventConsumer } from "../events/dispatcher.ts";
 import { sendDigests } from "../notifications/digest.ts";
 import { videoHandlers, type VideoJobDeps } from "../video/jobs.ts";
-import type { NotificationMailDeps } from "../notifications/mail.ts";
+import { type NotificationMailDeps, withUnsubscribeLink } from "../notifications/mail.ts";
 import { webhookHandlers, type WebhookJobDeps } from "../webhooks/jobs.ts";
 import { JOBS, type JobName } from "./catalog.ts";
 
@@ -34,7 +34,12 @@ export interface JobDeps {
   video: Omit<VideoJobDeps, "db">;
 }
 
-export type JobHandler = (data: unknown, jobId: string) => Promise<unknown>;
+export type JobHandler = ((data: unknown, jobId: string) => Promise<unknown>) & {
+  /** Runs a fetched batch of this queue's jobs together; one result per job, in order. */
+  batch?: BatchJobHandler;
+};
+
+export type BatchJobHandler = (jobs: { id: string; data: unknown }[]) => Promise<({ output: unknown } | { error: Error })[]>;
 
 export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
   return {
@@ -43,7 +48,8 @@ export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
     ...contentHandlers({ db: deps.db, ...deps.content }),
     ...videoHandlers({ db: deps.db, ...deps.video }),
     "email.send": async (data, jobId) => {
-      const msg = JOBS["email.send"].payload.parse(data);
+      // A notification email's unsubscribe link is signed now, not stored in the queued job.
+      const msg = await withUnsubscribeLink(deps.notifications.cfg, JOBS["email.send"].payload.parse(data));
       // The job id is stable across retries, so it doubles as the provider idempotency key.
       const { providerId } = await deps.email.send({ ...msg, idempotencyKey: jobId });
       return { providerId };

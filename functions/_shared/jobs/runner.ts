@@ -15,11 +15,12 @@ function log(fields: Record<string, unknown>) {
 const BATCH = 2;
 
 /** How a queue with `workers` slots polls and fetches in a long-lived worker. */
-export function workOptions(workers: number, everySeconds: number) {
+export function workOptions(workers: number, everySeconds: number, batch?: number) {
   // Single-job fetches would wait a polling interval after every job, capping a backlog at
   // `workers` jobs per second; with batches and burstWhenBatchFull a backlog drains at once.
   // Batches only for queues with several workers: a one-worker queue keeps its one-at-a-time order.
-  const batchSize = workers > 1 ? BATCH : 1;
+  // A queue whose handler takes whole batches says how many it fetches at once.
+  const batchSize = batch ?? (workers > 1 ? BATCH : 1);
   return {
     // NOTIFY wakes a worker when a job is inserted, not when a delayed one (startAfter: an AI
     // job's next poll, a reschedule after a cooldown) comes due; pg-boss would otherwise relax
@@ -28,7 +29,8 @@ export function workOptions(workers: number, everySeconds: number) {
     notifyPollingIntervalSeconds: everySeconds,
     batchSize,
     burstWhenBatchFull: batchSize > 1,
-    localConcurrency: Math.max(1, Math.ceil(workers / batchSize)),
+    // A batch queue's `workers` counts batches in flight; the others', jobs in flight.
+    localConcurrency: batch ? workers : Math.max(1, Math.ceil(workers / batchSize)),
   };
 }
 
@@ -36,8 +38,24 @@ export async function startWorkers(boss: PgBoss, handlers: Handlers, opts: { pol
   await boss.start();
   await ensureQueues(boss);
   for (const name of JOB_NAMES) {
-    const def = JOBS[name] as { workers?: number };
-    await boss.work(name, workOptions(def.workers ?? 1, opts.pollingIntervalSeconds ?? 1), async (jobs) => {
+    const def = JOBS[name] as { workers?: number; batch?: number };
+    const batch = handlers[name].batch;
+    await boss.work(name, workOptions(def.workers ?? 1, opts.pollingIntervalSeconds ?? 1, batch && def.batch), async (jobs) => {
+      if (batch) {
+        // One call for the whole batch; each job still completes or fails on its own.
+        const results = await batch(jobs.map((j) => ({ id: j.id, data: j.data }))).catch((err: Error) => jobs.map(() => ({ error: err })));
+        const done = jobs.filter((_, i) => "output" in results[i]).map((j) => j.id);
+        if (done.length) await boss.complete(name, done);
+        for (const [i, job] of jobs.entries()) {
+          const r = results[i];
+          if ("error" in r) {
+            log({ msg: "job failed", job: name, id: job.id, error: r.error.message });
+            await boss.fail(name, job.id, { message: r.error.message });
+          }
+        }
+        log({ msg: "jobs done", job: name, count: done.length });
+        return;
+      }
       // Each job of a batch succeeds or fails on its own; pg-boss then completes none twice.
       await Promise.all(jobs.map(async (job) => {
         try {

@@ -1,9 +1,13 @@
 // Queues a notification email (single or digest) with its one-click unsubscribe link and the
 // RFC 8058 headers, inside the caller's transaction. Shared by the fan-out consumer and the digest.
+// The queued job carries a placeholder where the link goes, never the link: pg-boss job data is
+// readable by whoever reads the queue's tables, and the link's token changes a user's settings.
+// The email.send job signs the token and puts the link in just before it sends.
 import type { Config } from "../config.ts";
 import type { Tx } from "../db/client.ts";
-import type { RenderedEmail } from "../email/templates.ts";
+import { escapeHtml, type RenderedEmail } from "../email/templates.ts";
 import { EmailSendPayload } from "../jobs/catalog.ts";
+import type { z } from "zod";
 import { enqueue, type JobSender } from "../jobs/queue.ts";
 import { signUnsubscribeToken, type UnsubscribeTarget } from "./token.ts";
 
@@ -40,11 +44,34 @@ export async function enqueueNotificationEmail(
   msg: { to: string | null; target: UnsubscribeTarget; render: (unsubscribeUrl: string) => RenderedEmail },
 ): Promise<boolean> {
   if (!msg.to || !EmailSendPayload.shape.to.safeParse(msg.to).success) return false;
-  const url = unsubscribeUrl(deps.cfg, await signUnsubscribeToken(unsubscribeSecret(deps.cfg), msg.target));
+  unsubscribeSecret(deps.cfg); // checked now, so the event waits rather than an email failing later
+  // Unguessable per email, so no text a sender controls (a title, an org name) can stand for it.
+  const placeholder = `{{unsubscribe:${crypto.randomUUID()}}}`;
   await enqueue(deps.jobs, tx, "email.send", {
     to: msg.to,
-    ...msg.render(url),
-    headers: { "List-Unsubscribe": `<${url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" },
+    ...msg.render(placeholder),
+    headers: { "List-Unsubscribe": `<${placeholder}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" },
+    unsubscribe: { user_id: msg.target.userId, type: msg.target.type, channel: msg.target.channel, placeholder },
   });
   return true;
+}
+
+type EmailJob = z.infer<typeof EmailSendPayload>;
+
+/** At send time: the email with its signed unsubscribe link in place of the placeholder. */
+export async function withUnsubscribeLink(cfg: NotificationMailDeps["cfg"], msg: EmailJob): Promise<Omit<EmailJob, "unsubscribe">> {
+  const { unsubscribe, ...email } = msg;
+  if (!unsubscribe) return email;
+  const url = unsubscribeUrl(cfg, await signUnsubscribeToken(unsubscribeSecret(cfg), {
+    userId: unsubscribe.user_id,
+    type: unsubscribe.type,
+    channel: unsubscribe.channel,
+  }));
+  const put = (s: string, value: string) => s.split(unsubscribe.placeholder).join(value);
+  return {
+    ...email,
+    html: put(email.html, escapeHtml(url)),
+    text: put(email.text, url),
+    headers: email.headers && Object.fromEntries(Object.entries(email.headers).map(([k, v]) => [k, put(v, url)])),
+  };
 }

@@ -12,25 +12,28 @@ import type { EventConsumer } from "../events/dispatcher.ts";
 export type ScheduleDelivery = (tx: Tx, messageId: string, at?: Date) => Promise<void>;
 
 export function createWebhooksConsumer(schedule: ScheduleDelivery): EventConsumer {
+  // One statement for any number of events: every event's matching endpoints, one message each.
+  const fanOut = async (tx: Tx, events: OutboxEvent[]) => {
+    const { rows } = await sql<{ id: string }>`
+      insert into notify.webhook_messages (org_id, endpoint_id, event_id)
+      select e.org_id, e.id, ev.id
+      from unnest(${events.map((e) => e.id)}::uuid[]) with ordinality as x(event_id, n)
+      join notify.events ev on ev.id = x.event_id
+      join notify.event_types t on t.type = ev.type
+      join notify.webhook_endpoints e on e.org_id = ev.org_id
+      where e.status = 'active'
+        and e.created_at <= ev.occurred_at
+        and case when ev.type = 'webhook.test' then e.id::text = ev.payload ->> 'endpoint_id'
+                 -- An empty filter means every non-sensitive type; sensitive ones must be named.
+                 else ev.type = any (e.event_types) or (cardinality(e.event_types) = 0 and not t.sensitive) end
+      order by x.n, e.id
+      on conflict (endpoint_id, event_id) do nothing
+      returning id`.execute(tx);
+    for (const { id } of rows) await schedule(tx, id);
+  };
   return {
     name: "webhooks",
-    async handle(tx, event: OutboxEvent) {
-      const target = event.type === "webhook.test" ? String(event.payload.endpoint_id ?? "") : null;
-      const { rows } = await sql<{ id: string }>`
-        insert into notify.webhook_messages (org_id, endpoint_id, event_id)
-        select e.org_id, e.id, ${event.id}::uuid
-        from notify.webhook_endpoints e
-        where e.org_id = ${event.org_id}::uuid
-          and e.status = 'active'
-          and e.created_at <= ${event.occurred_at}::timestamptz
-          and case when ${target}::text is not null then e.id::text = ${target}::text
-                   -- An empty filter means every non-sensitive type; sensitive ones must be named.
-                   else ${event.type}::text = any (e.event_types)
-                        or (cardinality(e.event_types) = 0
-                            and not (select t.sensitive from notify.event_types t where t.type = ${event.type}::text)) end
-        on conflict (endpoint_id, event_id) do nothing
-        returning id`.execute(tx);
-      for (const { id } of rows) await schedule(tx, id);
-    },
+    handle: (tx, event) => fanOut(tx, [event]),
+    handleBatch: fanOut,
   };
 }

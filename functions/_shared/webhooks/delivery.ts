@@ -1,9 +1,12 @@
-// Delivers one webhook message: claim it (a lease, so a crashed worker's message is delivered
-// again with the same webhook-id), POST the signed envelope, record the attempt and decide
-// what comes next (done, retry per schedule.ts, or failed; 410 and 5 days of failure disable
-// the endpoint). The three steps are separate transactions: no row lock is held over HTTP.
+// Delivers webhook messages in batches: claim them (one statement; each gets a lease with its own
+// id, so a crashed worker's message is delivered again with the same webhook-id, and a result
+// that outlived its lease can never settle a newer attempt), POST the signed envelopes
+// concurrently (bounded), then record every attempt and decide what comes next (done, retry per
+// schedule.ts, or failed; 410 and 5 days of failure disable the endpoint) in one transaction.
+// The three steps are separate transactions: no row lock is held over HTTP. One message is a
+// batch of one (deliverMessage), which is what tests and the single-job path use.
 import { sql } from "kysely";
-import type { Db, Tx } from "../db/client.ts";
+import type { Db } from "../db/client.ts";
 import { asService } from "../db/client.ts";
 import { envelope, type OutboxEvent } from "../events/catalog.ts";
 import type { ScheduleDelivery } from "./consumer.ts";
@@ -15,10 +18,34 @@ import { resolveDeliverable, SsrfError, type TargetPolicy } from "./ssrf.ts";
 export const DELIVERY_TIMEOUT_MS = 15_000;
 /** How long an attempt owns its message; must stay below the job's expireInSeconds. */
 export const LEASE_MS = DELIVERY_TIMEOUT_MS + 30_000;
-const FAILING_DISABLE_MS = 5 * 24 * 3600 * 1000;
 const SNIPPET_CHARS = 500;
 /** A job may start slightly before next_attempt_at (clock skew between workers and database). */
 const EARLY_TOLERANCE_MS = 2_000;
+/**
+ * POSTs in flight at once within one batch, unless the caller says otherwise. A batch must
+ * finish within its lease: with every POST of a batch in flight together, it takes one request
+ * timeout plus a claim and a record, well inside LEASE_MS.
+ */
+export const DEFAULT_SEND_CONCURRENCY = 32;
+
+/** Runs a task under a limit shared with other batches (a process-wide cap on POSTs in flight). */
+export type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
+
+/** A Limiter allowing `n` tasks at once. */
+export function limiter(n: number): Limiter {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (active >= n) await new Promise<void>((r) => waiting.push(r));
+    active++;
+    try {
+      return await task();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
 
 export interface DeliveryDeps {
   db: Db;
@@ -33,6 +60,8 @@ export interface DeliveryDeps {
 
 export interface Claim {
   messageId: string;
+  /** The lease this attempt holds; its result settles the message only while it still does. */
+  leaseId: string;
   orgId: string;
   endpointId: string;
   url: string;
@@ -51,75 +80,62 @@ export interface SendResult {
 
 export type DeliveryOutcome =
   | { status: "skipped"; reason: string }
+  /** The lease moved on (a replay, recover or newer claim): the attempt is logged, nothing settled. */
+  | { status: "superseded"; attempt: number; statusCode?: number; error?: string }
   | { status: "succeeded" | "retrying" | "failed" | "disabled"; attempt: number; statusCode?: number; error?: string; nextAttemptAt?: Date };
 
-type MessageRow = {
-  id: string;
-  org_id: string;
-  endpoint_id: string;
-  status: string;
-  attempt_count: number;
-  next_attempt_at: Date;
-  locked_until: Date | null;
-  url: string;
-  endpoint_status: string;
-  event: OutboxEvent;
+/** Why a message was not claimed; "busy" means another attempt or transaction holds it. */
+export type ClaimRefusal = { skipped: string } | { busy: true };
+
+type ClaimRow = {
+  message_id: string;
+  outcome: string;
+  lease_id: string | null;
+  org_id: string | null;
+  endpoint_id: string | null;
+  url: string | null;
+  attempt: number | null;
+  secrets: string[] | null;
+  event: OutboxEvent | null;
 };
 
-/** Step 1: take the message for one attempt, or say why not. Throws while another attempt holds it. */
-export async function claimMessage(deps: DeliveryDeps, messageId: string): Promise<Claim | { skipped: string }> {
+const SKIP_REASONS: Record<string, string> = { missing: "message no longer exists" };
+
+/** Step 1, batched: one claim per message id, or why not. One statement, one commit. */
+export async function claimMessages(deps: DeliveryDeps, messageIds: string[]): Promise<Map<string, Claim | ClaimRefusal>> {
   const now = (deps.clock ?? systemClock).now();
-  return await asService(deps.db, async (tx) => {
-    const { rows } = await sql<MessageRow>`
-      select m.id, m.org_id, m.endpoint_id, m.status, m.attempt_count, m.next_attempt_at, m.locked_until,
-             e.url, e.status as endpoint_status,
-             jsonb_build_object('id', ev.id, 'seq', ev.seq, 'org_id', ev.org_id, 'type', ev.type,
-               'schema_version', ev.schema_version, 'subject_kind', ev.subject_kind, 'subject_id', ev.subject_id,
-               'actor_user_id', ev.actor_user_id, 'actor_api_key_id', ev.actor_api_key_id, 'payload', ev.payload,
-               'occurred_at', ev.occurred_at) as event
-      from notify.webhook_messages m
-      join notify.webhook_endpoints e on e.id = m.endpoint_id
-      join notify.events ev on ev.id = m.event_id
-      where m.id = ${messageId}::uuid
-      for update of m`.execute(tx);
-    const m = rows[0];
-    if (!m) return { skipped: "message no longer exists" };
-    if (m.status === "succeeded" || m.status === "failed") return { skipped: `message already ${m.status}` };
-    if (m.endpoint_status !== "active") {
-      await sql`update notify.webhook_messages set status = 'failed', locked_until = null, last_error = 'endpoint disabled'
-                where id = ${m.id}::uuid`.execute(tx);
-      return { skipped: "endpoint disabled" };
+  const out = new Map<string, Claim | ClaimRefusal>();
+  if (messageIds.length === 0) return out;
+  const rows = await asService(deps.db, async (tx) =>
+    (await sql<ClaimRow>`
+      select * from private.claim_webhook_messages(${messageIds}::uuid[], ${now}::timestamptz,
+        make_interval(secs => ${LEASE_MS / 1000}), make_interval(secs => ${EARLY_TOLERANCE_MS / 1000}))`.execute(tx)).rows);
+  for (const r of rows) {
+    if (r.outcome === "claimed") {
+      out.set(r.message_id, {
+        messageId: r.message_id,
+        leaseId: r.lease_id!,
+        orgId: r.org_id!,
+        endpointId: r.endpoint_id!,
+        url: r.url!,
+        attempt: r.attempt!,
+        secrets: r.secrets ?? [],
+        event: r.event!,
+      });
+    } else if (r.outcome === "busy") {
+      out.set(r.message_id, { busy: true });
+    } else {
+      out.set(r.message_id, { skipped: SKIP_REASONS[r.outcome] ?? r.outcome });
     }
-    if (m.status === "pending" && new Date(m.next_attempt_at).getTime() > now.getTime() + EARLY_TOLERANCE_MS) {
-      // A stale or duplicate job: the job scheduled for next_attempt_at will come.
-      return { skipped: "not due yet" };
-    }
-    if (m.status === "delivering") {
-      if (m.locked_until && new Date(m.locked_until) > now) throw new Error("another attempt of this message is in flight");
-      // The previous attempt's worker died before recording a result: say so, then go again.
-      await sql`insert into notify.webhook_attempts (org_id, message_id, endpoint_id, attempt, attempted_at, error)
-                values (${m.org_id}::uuid, ${m.id}::uuid, ${m.endpoint_id}::uuid, ${Math.max(1, m.attempt_count)},
-                        ${now}, 'no result recorded: the worker stopped during this attempt')`.execute(tx);
-    }
-    const attempt = m.attempt_count + 1;
-    await sql`update notify.webhook_messages
-              set status = 'delivering', attempt_count = ${attempt}, last_attempt_at = ${now},
-                  locked_until = ${new Date(now.getTime() + LEASE_MS)}
-              where id = ${m.id}::uuid`.execute(tx);
-    const { rows: secrets } = await sql<{ secret: string }>`
-      select secret from notify.webhook_secrets
-      where endpoint_id = ${m.endpoint_id}::uuid and (expires_at is null or expires_at > ${now})
-      order by created_at desc`.execute(tx);
-    return {
-      messageId: m.id,
-      orgId: m.org_id,
-      endpointId: m.endpoint_id,
-      url: m.url,
-      attempt,
-      secrets: secrets.map((s) => s.secret),
-      event: m.event,
-    };
-  });
+  }
+  return out;
+}
+
+/** Step 1 for one message: its claim, or why not. Throws while another attempt holds it. */
+export async function claimMessage(deps: DeliveryDeps, messageId: string): Promise<Claim | { skipped: string }> {
+  const claim = (await claimMessages(deps, [messageId])).get(messageId) ?? { skipped: "message no longer exists" };
+  if ("busy" in claim) throw new Error("another attempt of this message is in flight");
+  return claim;
 }
 
 /** Reads at most the first SNIPPET_CHARS characters of a response and drops the rest. */
@@ -189,68 +205,106 @@ async function viaFetch(
   return { status: res.status, retryAfter: res.headers.get("retry-after"), snippet: await snippetOf(res).catch(() => "") };
 }
 
-async function disable(tx: Tx, endpointId: string, reason: string) {
-  await sql`select private.disable_webhook_endpoint(${endpointId}::uuid, ${reason})`.execute(tx);
-}
+type RecordRow = { message_id: string; outcome: string; next_attempt_at: Date | null };
 
-/** Step 3: record the attempt and settle the message. */
-export async function recordResult(deps: DeliveryDeps, claim: Claim, result: SendResult): Promise<DeliveryOutcome> {
+/** Deadlocks are possible only between a disable and another batch of the same endpoint; retried. */
+const RETRYABLE = new Set(["40P01", "40001"]);
+
+/**
+ * Step 3, batched: record every attempt and settle each message still held under its lease, in
+ * one transaction; retries are queued in it too. Outcomes come back in the order of `results`.
+ */
+export async function recordResults(deps: DeliveryDeps, results: { claim: Claim; result: SendResult }[]): Promise<DeliveryOutcome[]> {
+  if (results.length === 0) return [];
   const now = (deps.clock ?? systemClock).now();
-  return await asService(deps.db, async (tx) => {
-    // Endpoint before message, the order disable_webhook_endpoint locks them in: a 410 here and a
-    // success for the same endpoint elsewhere then queue instead of deadlocking.
-    await sql`select 1 from notify.webhook_endpoints where id = ${claim.endpointId}::uuid for update`.execute(tx);
-    await sql`insert into notify.webhook_attempts (org_id, message_id, endpoint_id, attempt, attempted_at, status_code,
-                                                    latency_ms, response_snippet, error)
-              values (${claim.orgId}::uuid, ${claim.messageId}::uuid, ${claim.endpointId}::uuid, ${claim.attempt}, ${now},
-                      ${result.statusCode ?? null}, ${result.latencyMs}, ${result.snippet ?? null}, ${result.error ?? null})`
-      .execute(tx);
-    // Settle only our own claim: a replay or a disable in the meantime has the last word.
-    const settle = async (status: string, extra: { next?: Date; delivered?: boolean } = {}) => {
-      const { numAffectedRows } = await sql`
-        update notify.webhook_messages
-        set status = ${status}, locked_until = null, last_status_code = ${result.statusCode ?? null},
-            last_error = ${result.error ?? null},
-            next_attempt_at = coalesce(${extra.next ?? null}::timestamptz, next_attempt_at),
-            delivered_at = case when ${extra.delivered ?? false} then ${now}::timestamptz else delivered_at end
-        where id = ${claim.messageId}::uuid and status = 'delivering' and attempt_count = ${claim.attempt}`.execute(tx);
-      return Number(numAffectedRows ?? 0) > 0;
-    };
-    const base = { attempt: claim.attempt, statusCode: result.statusCode, error: result.error };
-
-    if (!result.error) {
-      await settle("succeeded", { delivered: true });
-      await sql`update notify.webhook_endpoints set failing_since = null
-                where id = ${claim.endpointId}::uuid and failing_since is not null`.execute(tx);
-      return { status: "succeeded", ...base };
+  const items = results.map(({ claim, result }) => ({
+    message_id: claim.messageId,
+    lease_id: claim.leaseId,
+    org_id: claim.orgId,
+    endpoint_id: claim.endpointId,
+    attempt: claim.attempt,
+    status_code: result.statusCode ?? null,
+    latency_ms: result.latencyMs,
+    snippet: result.snippet ?? null,
+    error: result.error ?? null,
+    // When to go again if this attempt failed (the database decides whether it did, and whether
+    // the endpoint is disabled instead); null once retries are exhausted.
+    retry_at: result.error
+      ? nextAttemptAt(claim.attempt, now, { retryAfterMs: parseRetryAfter(result.retryAfter, now), random: deps.random })?.toISOString() ?? null
+      : null,
+  }));
+  for (let tries = 1;; tries++) {
+    try {
+      const rows = await asService(deps.db, async (tx) => {
+        const { rows } = await sql<RecordRow>`
+          select * from private.record_webhook_attempts(${now}::timestamptz, ${JSON.stringify(items)}::jsonb)`.execute(tx);
+        for (const r of rows) {
+          if (r.outcome === "retrying" && r.next_attempt_at) await deps.schedule(tx, r.message_id, new Date(r.next_attempt_at));
+        }
+        return rows;
+      });
+      const byId = new Map(rows.map((r) => [r.message_id, r]));
+      return results.map(({ claim, result }) => {
+        const r = byId.get(claim.messageId);
+        const base = { attempt: claim.attempt, statusCode: result.statusCode, error: result.error };
+        // No row: the message (or its endpoint) was deleted meanwhile.
+        if (!r) return { status: "skipped" as const, reason: "message no longer exists" };
+        if (r.outcome === "retrying") return { status: "retrying" as const, ...base, nextAttemptAt: new Date(r.next_attempt_at!) };
+        return { status: r.outcome as "succeeded" | "failed" | "disabled" | "superseded", ...base };
+      });
+    } catch (err) {
+      if (tries >= 3 || !RETRYABLE.has((err as { code?: string }).code ?? "")) throw err;
     }
-    if (result.statusCode === 410) {
-      await settle("failed");
-      await disable(tx, claim.endpointId, "the endpoint answered 410 Gone");
-      return { status: "disabled", ...base };
-    }
-    // Written once per failing streak, not on every failure (a busy endpoint's row stays cool).
-    await sql`update notify.webhook_endpoints set failing_since = ${now}
-              where id = ${claim.endpointId}::uuid and failing_since is null`.execute(tx);
-    const { rows } = await sql<{ failing_since: Date }>`
-      select failing_since from notify.webhook_endpoints where id = ${claim.endpointId}::uuid`.execute(tx);
-    const failingSince = rows[0] ? new Date(rows[0].failing_since) : now;
-    if (now.getTime() - failingSince.getTime() >= FAILING_DISABLE_MS) {
-      await settle("failed");
-      await disable(tx, claim.endpointId, `every delivery failed for 5 days (since ${failingSince.toISOString()})`);
-      return { status: "disabled", ...base };
-    }
-    const next = nextAttemptAt(claim.attempt, now, { retryAfterMs: parseRetryAfter(result.retryAfter, now), random: deps.random });
-    if (!next) {
-      await settle("failed");
-      return { status: "failed", ...base };
-    }
-    if (await settle("pending", { next })) await deps.schedule(tx, claim.messageId, next);
-    return { status: "retrying", ...base, nextAttemptAt: next };
-  });
+  }
 }
 
-/** One attempt of one message: what the webhook.deliver job runs. */
+/** Step 3 for one attempt. */
+export async function recordResult(deps: DeliveryDeps, claim: Claim, result: SendResult): Promise<DeliveryOutcome> {
+  return (await recordResults(deps, [{ claim, result }]))[0];
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; results keep the items' order. */
+async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  }));
+  return out;
+}
+
+/**
+ * One attempt of each message: claimed in one statement, POSTed concurrently (at most
+ * `concurrency` at once), recorded in one transaction. A message another attempt holds comes
+ * back as "busy" (its job should be retried later), never as an error for the whole batch.
+ */
+export async function deliverMessages(
+  deps: DeliveryDeps,
+  messageIds: string[],
+  opts: { concurrency?: number; limit?: Limiter } = {},
+): Promise<Map<string, DeliveryOutcome | { status: "busy" }>> {
+  const claims = await claimMessages(deps, [...new Set(messageIds)]);
+  const out = new Map<string, DeliveryOutcome | { status: "busy" }>();
+  const taken: Claim[] = [];
+  for (const [id, c] of claims) {
+    if ("busy" in c) out.set(id, { status: "busy" });
+    else if ("skipped" in c) out.set(id, { status: "skipped", reason: c.skipped });
+    else taken.push(c);
+  }
+  const send = (claim: Claim) => sendMessage(deps, claim);
+  const sent = await mapBounded(taken, opts.concurrency ?? DEFAULT_SEND_CONCURRENCY, async (claim) => ({
+    claim,
+    result: await (opts.limit ? opts.limit(() => send(claim)) : send(claim)),
+  }));
+  const outcomes = await recordResults(deps, sent);
+  sent.forEach(({ claim }, i) => out.set(claim.messageId, outcomes[i]));
+  return out;
+}
+
+/** One attempt of one message: what a single webhook.deliver job runs. */
 export async function deliverMessage(deps: DeliveryDeps, messageId: string): Promise<DeliveryOutcome> {
   const claim = await claimMessage(deps, messageId);
   if ("skipped" in claim) return { status: "skipped", reason: claim.skipped };
