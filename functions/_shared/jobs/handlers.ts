@@ -86,8 +86,10 @@ export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
     },
     "credits.expire": async (data) => {
       JOBS["credits.expire"].payload.parse(data);
+      // One item that fails is rolled back alone and counted in failures (and logged as a
+      // warning by the database); the rest of the run commits, and the next run retries it.
       return await asService(deps.db, async (tx) =>
-        (await sql<{ reservations: number; grants: number }>`select * from billing.expire_credits()`.execute(tx)).rows[0]);
+        (await sql<{ reservations: number; grants: number; failures: number }>`select * from billing.expire_credits()`.execute(tx)).rows[0]);
     },
     "billing.subscription_months": async (data) => {
       const { now } = JOBS["billing.subscription_months"].payload.parse(data);
