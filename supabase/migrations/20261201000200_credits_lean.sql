@@ -659,7 +659,6 @@ declare
   v_grants int := 0;
   v_failed int := 0;
   v_free bigint;
-  v_min timestamptz;
 begin
   -- Accounts in org order (the order accounts are locked everywhere).
   for a in select org_id, pending_expires_from from billing.credit_accounts
@@ -679,15 +678,16 @@ begin
           raise warning 'credits: reservation % did not expire: % (%)', r.id, sqlerrm, sqlstate;
       end;
     end loop;
-    -- Raise the bound to what is still pending (failures, and any reserved meanwhile), under the lock.
+    -- Raise the bound past what this run resolved, under the lock: to the earliest expiry still
+    -- pending up to p_now (a failure, or one reserved meanwhile), else to p_now.
     perform private.lock_credit_account(a.org_id);
-    select min(x.expires_at) into v_min from billing.credit_reservations x
-    where x.org_id = a.org_id and x.status = 'pending' and x.expires_at >= a.pending_expires_from and x.expires_at <= p_now;
-    update billing.credit_accounts
-    set pending_expires_from = case when reserved = 0 then null else least(coalesce(v_min, p_now), pending_expires_from) end,
-        updated_at = now()
-    where org_id = a.org_id and pending_expires_from is distinct from
-      case when reserved = 0 then null else least(coalesce(v_min, p_now), pending_expires_from) end;
+    update billing.credit_accounts c
+    set pending_expires_from = case when c.reserved = 0 then null else coalesce(
+          (select min(x.expires_at) from billing.credit_reservations x
+           where x.org_id = c.org_id and x.status = 'pending'
+             and x.expires_at >= c.pending_expires_from and x.expires_at <= p_now),
+          greatest(c.pending_expires_from, p_now)) end
+    where c.org_id = a.org_id;
   end loop;
   for r in select id, org_id from billing.credit_grants
            where expired_at is null and expires_at <= p_now and (p_org_id is null or org_id = p_org_id) order by org_id, id loop

@@ -123,4 +123,27 @@ describe("expire_credits isolates each item", () => {
       await admin.query(`drop function private.${fn}()`);
     }
   });
+
+  it("finds pending reservations by the account's bound, raises it after each run, and still expires the later ones", async () => {
+    const { orgId } = await createTeam();
+    await op("grant_credits", { p_org_id: orgId, p_category: "manual", p_amount: 100, p_idempotency_key: key() });
+    const [soon] = await op<{ id: string; expires_at: Date }>("reserve_credits", { p_org_id: orgId, p_amount: 3, p_idempotency_key: key(), p_ttl: "1 second" });
+    const [later] = await op<{ id: string; expires_at: Date }>("reserve_credits", { p_org_id: orgId, p_amount: 4, p_idempotency_key: key(), p_ttl: "1 hour" });
+    const bound = async () => (await admin.query("select pending_expires_from from billing.credit_accounts where org_id = $1", [orgId])).rows[0].pending_expires_from as Date | null;
+    expect(await bound()).toEqual(soon.expires_at);
+    const t1 = new Date(Date.now() + 60_000);
+    expect((await op("expire_credits", { p_now: t1.toISOString(), p_org_id: orgId }))[0]).toMatchObject({ reservations: 1, failures: 0 });
+    // Raised past what the run resolved (so the next run does not scan it again), never past what is pending.
+    expect((await bound())!.getTime()).toBe(t1.getTime());
+    expect((await bound())!.getTime()).toBeLessThanOrEqual(later.expires_at.getTime());
+    expect(await account(orgId)).toEqual({ balance: 100, reserved: 4, debt: 0 });
+    // A new reservation expiring before the bound lowers it again.
+    const [early] = await op<{ id: string; expires_at: Date }>("reserve_credits", { p_org_id: orgId, p_amount: 2, p_idempotency_key: key(), p_ttl: "2 seconds" });
+    expect(await bound()).toEqual(early.expires_at);
+    const t2 = new Date(Date.now() + 2 * 3600_000);
+    expect((await op("expire_credits", { p_now: t2.toISOString(), p_org_id: orgId }))[0]).toMatchObject({ reservations: 2, failures: 0 });
+    expect(await bound()).toBeNull();
+    expect(await account(orgId)).toEqual({ balance: 100, reserved: 0, debt: 0 });
+    await expectLedgerConsistent(orgId);
+  });
 });
