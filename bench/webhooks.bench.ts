@@ -14,7 +14,8 @@ import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { createDb } from "../functions/_shared/db/client.ts";
 import { envelope, type OutboxEvent } from "../functions/_shared/events/catalog.ts";
-import { dispatchBatch, OUTBOX_PARTITIONS } from "../functions/_shared/events/dispatcher.ts";
+import { DISPATCH_BATCH, dispatchBatch, OUTBOX_PARTITIONS } from "../functions/_shared/events/dispatcher.ts";
+import { JOBS } from "../functions/_shared/jobs/catalog.ts";
 import { createWebhooksConsumer } from "../functions/_shared/webhooks/consumer.ts";
 import { type DeliveryDeps, deliverMessages, limiter } from "../functions/_shared/webhooks/delivery.ts";
 import { webhookHeaders } from "../functions/_shared/webhooks/signature.ts";
@@ -22,10 +23,10 @@ import { webhookHeaders } from "../functions/_shared/webhooks/signature.ts";
 const EVENTS = Number(process.env.BENCH_WEBHOOK_EVENTS ?? 2_000);
 const CONCURRENCY = Number(process.env.BENCH_WEBHOOK_CONCURRENCY ?? 8);
 const ROUNDS = Number(process.env.BENCH_WEBHOOK_ROUNDS ?? 3);
-/** Messages per claim: the worker's webhook.deliver fetch batch (jobs/catalog.ts). */
-const BATCH = 25;
-/** Batches in flight at once: one claims or records while the others post. */
-const LOOPS = 3;
+const WARM_UP = 500;
+/** Messages per claim, and batches in flight at once: the worker's webhook.deliver settings. */
+const BATCH = JOBS["webhook.deliver"].batch;
+const LOOPS = Number(process.env.BENCH_WEBHOOK_LOOPS ?? JOBS["webhook.deliver"].workers);
 const ORG = "0b000000-0000-4000-8000-000000000001";
 const TARGET = 0.5;
 
@@ -53,6 +54,7 @@ export async function run(url: string) {
   const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hooks`;
 
   const c = new pg.Client({ connectionString: url });
+  c.on("error", () => {}); // the database stops under it if the run fails; the run's error is the one to see
   await c.connect();
   await c.query(`insert into public.orgs (id, slug, name, kind) values ($1, 'bench-hooks', 'Bench hooks', 'team')`, [ORG]);
   await c.query(`update notify.events set dispatched_at = now() where dispatched_at is null`);
@@ -66,10 +68,9 @@ export async function run(url: string) {
      from generate_series(1, $3) g`, [ORG, ep.id, n]);
 
   const { db, pool: dbPool } = createDb(url, LOOPS + 3);
-  // Messages become claimable when their dispatch batch commits, as jobs become visible then.
-  let staged: string[] = [];
+  // Messages become claimable when their dispatch batch commits, as jobs become visible then:
+  // each partition's dispatcher stages its own batch's messages until its transaction is over.
   const ready: string[] = [];
-  const consumer = createWebhooksConsumer(async (_tx, id) => void staged.push(id));
   const deps: DeliveryDeps = { db, policy: { allowLoopback: true }, schedule: async () => {} };
   const posts = limiter(CONCURRENCY);
 
@@ -83,12 +84,14 @@ export async function run(url: string) {
     const dispatcher = (async () => {
       try {
         await Promise.all(Array.from({ length: OUTBOX_PARTITIONS }, async (_, partition) => {
+          let staged: string[] = [];
+          const consumer = createWebhooksConsumer(async (_tx, id) => void staged.push(id));
           for (;;) {
             const r = await dispatchBatch(db, [consumer], { partition });
             ready.push(...staged);
             ids.push(...staged);
             staged = [];
-            if (r.events < 100) break;
+            if (r.events < DISPATCH_BATCH) break;
           }
         }));
       } finally {
@@ -141,8 +144,8 @@ export async function run(url: string) {
   };
 
   // Warm-up both paths (connections, JIT, keep-alive).
-  await emit(50);
-  const warm = await pipeline(50);
+  await emit(WARM_UP);
+  const warm = await pipeline(WARM_UP);
   await baseline(warm.ids);
 
   const rounds: { pipeline: number; baseline: number; dispatch: number; ratio: number; duplicates: number; missing: number }[] = [];

@@ -6,7 +6,7 @@
 // The three steps are separate transactions: no row lock is held over HTTP. One message is a
 // batch of one (deliverMessage), which is what tests and the single-job path use.
 import { sql } from "kysely";
-import type { Db } from "../db/client.ts";
+import type { Db, Tx } from "../db/client.ts";
 import { asService } from "../db/client.ts";
 import { envelope, type OutboxEvent } from "../events/catalog.ts";
 import type { ScheduleDelivery } from "./consumer.ts";
@@ -87,6 +87,16 @@ export type DeliveryOutcome =
 /** Why a message was not claimed; "busy" means another attempt or transaction holds it. */
 export type ClaimRefusal = { skipped: string } | { busy: true };
 
+/**
+ * Claims and records commit without waiting for the WAL flush. A crash can lose the last few
+ * of them, and each loss only means a message is delivered again with the same webhook-id
+ * (at least once, as a worker dying mid-attempt already does); it never loses a message, which
+ * was written durably by the dispatcher. Not used for anything that must not repeat.
+ */
+async function asyncCommit(tx: Tx) {
+  await sql`set local synchronous_commit = off`.execute(tx);
+}
+
 type ClaimRow = {
   message_id: string;
   outcome: string;
@@ -106,10 +116,12 @@ export async function claimMessages(deps: DeliveryDeps, messageIds: string[]): P
   const now = (deps.clock ?? systemClock).now();
   const out = new Map<string, Claim | ClaimRefusal>();
   if (messageIds.length === 0) return out;
-  const rows = await asService(deps.db, async (tx) =>
-    (await sql<ClaimRow>`
+  const rows = await asService(deps.db, async (tx) => {
+    await asyncCommit(tx);
+    return (await sql<ClaimRow>`
       select * from private.claim_webhook_messages(${messageIds}::uuid[], ${now}::timestamptz,
-        make_interval(secs => ${LEASE_MS / 1000}), make_interval(secs => ${EARLY_TOLERANCE_MS / 1000}))`.execute(tx)).rows);
+        make_interval(secs => ${LEASE_MS / 1000}), make_interval(secs => ${EARLY_TOLERANCE_MS / 1000}))`.execute(tx)).rows;
+  });
   for (const r of rows) {
     if (r.outcome === "claimed") {
       out.set(r.message_id, {
@@ -236,6 +248,7 @@ export async function recordResults(deps: DeliveryDeps, results: { claim: Claim;
   for (let tries = 1;; tries++) {
     try {
       const rows = await asService(deps.db, async (tx) => {
+        await asyncCommit(tx);
         const { rows } = await sql<RecordRow>`
           select * from private.record_webhook_attempts(${now}::timestamptz, ${JSON.stringify(items)}::jsonb)`.execute(tx);
         for (const r of rows) {
