@@ -87,3 +87,59 @@ drop policy "member managers read their org's invitations" on public.invitations
 create policy "member managers read their org's invitations" on public.invitations
   for select to authenticated
   using (org_id = any ((select private.org_ids_with_permission_array('members.manage'))::uuid[]));
+
+-- The two membership helpers most policies call were SQL functions: security definer and
+-- SET search_path keep them from being inlined, so their bodies were planned again on every
+-- request, and each called session_aal()/api_key_id(), planned again in turn. As plpgsql they
+-- keep their plans; the claims are read through auth.uid()/auth.jwt() exactly as before.
+-- Measured per request for a member of 26 orgs: accessible_org_ids 0.18 -> 0.07 ms,
+-- member_org_ids 0.15 -> 0.04 ms.
+create or replace function private.member_org_ids() returns setof uuid
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  v_uid uuid := auth.uid();
+  v_key uuid := nullif(auth.jwt() ->> 'api_key_id', '')::uuid; -- private.api_key_id()
+begin
+  return query
+    select m.org_id from public.org_members m where m.user_id = v_uid
+    union all
+    select k.org_id from public.api_keys k
+    where k.id = v_key and k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
+end
+$$;
+
+create or replace function private.accessible_org_ids() returns setof uuid
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  v_uid uuid := auth.uid();
+  v_aal2 boolean := coalesce(auth.jwt() ->> 'aal', 'aal1') = 'aal2'; -- private.session_aal()
+begin
+  if v_uid is null then
+    return;
+  end if;
+  if v_aal2 then
+    return query select m.org_id from public.org_members m where m.user_id = v_uid;
+    return;
+  end if;
+  -- The org row always exists (foreign key): "not an org that requires MFA" is the old join.
+  return query
+    select m.org_id from public.org_members m
+    where m.user_id = v_uid
+      and not exists (select 1 from public.orgs o where o.id = m.org_id and o.require_mfa);
+end
+$$;
+
+-- has_permission (RPCs' require_permission and row-level checks) was a SQL function over the
+-- set-returning helper, planned again on every call; now one array membership test.
+create or replace function private.has_permission(p_org_id uuid, p_permission text) returns boolean
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  return coalesce(p_org_id = any (private.org_ids_with_permission_array(p_permission)), false);
+end
+$$;

@@ -155,6 +155,78 @@ describe("org_ids_with_permission and org_ids_with_permission_array", () => {
     expect(nonEmpty).toBeGreaterThan(20); // the comparison is not vacuous
   });
 
+  it("member_org_ids and accessible_org_ids (now plpgsql) agree with their original SQL bodies", async () => {
+    const plain = await createTeam("Plain");
+    const mfa = await createTeam("Mfa");
+    await admin.query("update public.orgs set require_mfa = true where id = $1", [mfa.orgId]);
+    const multi = await createUser();
+    await addMember(plain.orgId, multi, "viewer");
+    await addMember(mfa.orgId, multi, "member");
+    const key = await newKey(plain.admin, plain.orgId, ["content.read"]);
+    const sorted = "coalesce(array_agg(x order by x), '{}')";
+    const ORIGINAL_MEMBER = `select ${sorted} as ids from (
+        select m.org_id as x from public.org_members m where m.user_id = (select auth.uid())
+        union all
+        select k.org_id from public.api_keys k
+        where k.id = nullif((select auth.jwt()) ->> 'api_key_id', '')::uuid and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())) t`;
+    const ORIGINAL_ACCESSIBLE = `select ${sorted} as ids from (
+        select m.org_id as x from public.org_members m join public.orgs o on o.id = m.org_id
+        where m.user_id = (select auth.uid()) and (not o.require_mfa or coalesce((select auth.jwt()) ->> 'aal', 'aal1') = 'aal2')) t`;
+    let nonEmpty = 0;
+    for (const who of [plain.owner, mfa.admin, multi, key, "anon" as const]) {
+      for (const aal of ["aal1", "aal2"] as const) {
+        const got = await as(who, async (c) => {
+          // The originals run as the owner would (they were security definer); the claims are the same.
+          const helpers = (await c.query(`select (select ${sorted} from private.member_org_ids() x) as member,
+                                                 (select ${sorted} from private.accessible_org_ids() x) as accessible`)).rows[0];
+          await c.query("reset role");
+          const member = (await c.query(ORIGINAL_MEMBER)).rows[0].ids;
+          const accessible = (await c.query(ORIGINAL_ACCESSIBLE)).rows[0].ids;
+          return { helpers, member, accessible };
+        }, { aal }).catch((e: { code?: string }) => ({ error: e.code }));
+        if ("error" in got) {
+          expect(who, "only anon may not call the helpers").toBe("anon");
+          expect(got.error).toBe("42501");
+          continue;
+        }
+        expect(got.helpers.member).toEqual(got.member);
+        expect(got.helpers.accessible).toEqual(got.accessible);
+        nonEmpty += got.member.length + got.accessible.length;
+      }
+    }
+    expect(nonEmpty).toBeGreaterThan(10);
+  });
+
+  it("the membership helpers that policies and RPCs call keep their plans (plpgsql, not re-planned SQL)", async () => {
+    // A security definer SQL function with SET search_path is never inlined: Postgres plans its
+    // body again on every call, i.e. on every request that touches a policy calling it.
+    const { rows } = await admin.query<{ proname: string; lanname: string }>(
+      `select p.proname, l.lanname from pg_proc p
+       join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
+       where n.nspname = 'private'
+         and p.proname in ('member_org_ids', 'accessible_org_ids', 'org_ids_with_permission', 'org_ids_with_permission_array', 'has_permission')
+       order by 1`,
+    );
+    expect(rows).toEqual(
+      ["accessible_org_ids", "has_permission", "member_org_ids", "org_ids_with_permission", "org_ids_with_permission_array"]
+        .map((proname) => ({ proname, lanname: "plpgsql" })),
+    );
+  });
+
+  it("has_permission answers as the set does, and false for a null org", async () => {
+    const team = await createTeam();
+    const mfa = await createTeam("Mfa");
+    await admin.query("update public.orgs set require_mfa = true where id = $1", [mfa.orgId]);
+    const check = (who: TestUser, org: string | null, perm: string, aal: "aal1" | "aal2" = "aal1") =>
+      select<{ ok: boolean }>(who, "select private.has_permission($1, $2) as ok", [org, perm], { aal }).then((r) => r[0].ok);
+    expect(await check(team.admin, team.orgId, "members.manage")).toBe(true);
+    expect(await check(team.member, team.orgId, "members.manage")).toBe(false);
+    expect(await check(team.admin, null, "members.manage")).toBe(false);
+    expect(await check(team.admin, mfa.orgId, "members.manage")).toBe(false);
+    expect(await check(mfa.admin, mfa.orgId, "members.manage")).toBe(false);
+    expect(await check(mfa.admin, mfa.orgId, "members.manage", "aal2")).toBe(true);
+  });
+
   it("anon and a caller without claims get nothing", async () => {
     await expect(select("anon", "select private.org_ids_with_permission_array('members.manage') as ids")).rejects.toMatchObject({ code: "42501" });
     const { rows } = await admin.query("select private.org_ids_with_permission_array('members.manage') as ids");
