@@ -53,12 +53,53 @@ declare
   v_lease uuid;
   v_seen uuid[] := '{}';
 begin
+  -- The ordinary case in one statement: due messages of active endpoints, pending or with a
+  -- lease run out (its worker died before recording a result: that gets an attempt row saying so).
+  for r in
+    with t as (
+      select x.id, x.status as was
+      from notify.webhook_messages x
+      join notify.webhook_endpoints e on e.id = x.endpoint_id
+      where x.id = any (p_ids) and e.status = 'active'
+        and ((x.status = 'pending' and x.next_attempt_at <= p_now + p_early)
+             or (x.status = 'delivering' and x.locked_until <= p_now))
+      order by x.id
+      for update of x skip locked
+    ), c as (
+      update notify.webhook_messages m
+      set status = 'delivering', attempt_count = m.attempt_count + 1, last_attempt_at = p_now,
+          locked_until = p_now + p_lease, lease_id = gen_random_uuid()
+      from t where m.id = t.id
+      returning m.id, m.lease_id, m.org_id, m.endpoint_id, m.event_id, m.attempt_count, t.was
+    ), dead as (
+      insert into notify.webhook_attempts (org_id, message_id, endpoint_id, attempt, attempted_at, error)
+      select c.org_id, c.id, c.endpoint_id, greatest(1, c.attempt_count - 1), p_now,
+             'no result recorded: the worker stopped during this attempt'
+      from c where c.was = 'delivering'
+    )
+    select c.id, c.lease_id, c.org_id, c.endpoint_id, c.attempt_count, e.url,
+           array(select s.secret from notify.webhook_secrets s
+                 where s.endpoint_id = c.endpoint_id and (s.expires_at is null or s.expires_at > p_now)
+                 order by s.created_at desc) as secrets,
+           jsonb_build_object('id', ev.id, 'seq', ev.seq, 'org_id', ev.org_id, 'type', ev.type,
+             'schema_version', ev.schema_version, 'subject_kind', ev.subject_kind, 'subject_id', ev.subject_id,
+             'actor_user_id', ev.actor_user_id, 'actor_api_key_id', ev.actor_api_key_id, 'payload', ev.payload,
+             'occurred_at', ev.occurred_at) as event
+    from c
+    join notify.webhook_endpoints e on e.id = c.endpoint_id
+    join notify.events ev on ev.id = c.event_id
+  loop
+    v_seen := v_seen || r.id;
+    return query select r.id, 'claimed', r.lease_id, r.org_id, r.endpoint_id, r.url, r.attempt_count, r.secrets, r.event;
+  end loop;
+
+  -- The rest one by one, to say why not (or to take one that became due meanwhile).
   for r in
     select m.id, m.org_id, m.endpoint_id, m.event_id, m.status, m.attempt_count, m.next_attempt_at, m.locked_until,
            e.url, e.status as endpoint_status
     from notify.webhook_messages m
     join notify.webhook_endpoints e on e.id = m.endpoint_id
-    where m.id = any (p_ids)
+    where m.id = any (p_ids) and not (m.id = any (v_seen))
     order by m.id
     for update of m skip locked
   loop
@@ -132,11 +173,8 @@ as $$
 #variable_conflict use_column
 declare
   v_ep record;
-  r record;
   v_failing timestamptz;
   v_disable text;
-  v_status text;
-  v_settled boolean;
 begin
   if jsonb_typeof(p_results) is distinct from 'array' then
     raise exception 'results must be a JSON array' using errcode = '22023';
@@ -172,39 +210,45 @@ begin
       end if;
     end if;
 
-    for r in
-      select x.* from jsonb_to_recordset(p_results) as x(message_id uuid, lease_id uuid, org_id uuid, endpoint_id uuid,
-        attempt int, status_code int, latency_ms int, snippet text, error text, retry_at timestamptz)
+    -- This endpoint's results: every attempt logged (for messages that still exist), then each
+    -- message settled only under our own lease: a replay, recover or newer claim in the meantime
+    -- has the last word.
+    insert into notify.webhook_attempts (org_id, message_id, endpoint_id, attempt, attempted_at, status_code,
+                                         latency_ms, response_snippet, error)
+    select x.org_id, x.message_id, x.endpoint_id, x.attempt, p_now, x.status_code, x.latency_ms, left(x.snippet, 500), x.error
+    from jsonb_to_recordset(p_results) as x(message_id uuid, org_id uuid, endpoint_id uuid, attempt int, status_code int,
+                                            latency_ms int, snippet text, error text)
+    where x.endpoint_id = v_ep.endpoint_id
+      and exists (select 1 from notify.webhook_messages m where m.id = x.message_id)
+    order by x.message_id;
+
+    return query
+    with x as (
+      select * from jsonb_to_recordset(p_results) as x(message_id uuid, lease_id uuid, endpoint_id uuid, status_code int,
+                                                       error text, retry_at timestamptz)
       where x.endpoint_id = v_ep.endpoint_id
-      order by x.message_id
-    loop
-      -- Kept from deletion until commit, so the attempt row below always has its message.
-      perform 1 from notify.webhook_messages m where m.id = r.message_id for key share;
-      if not found then
-        continue;
-      end if;
-      insert into notify.webhook_attempts (org_id, message_id, endpoint_id, attempt, attempted_at, status_code,
-                                           latency_ms, response_snippet, error)
-      values (r.org_id, r.message_id, r.endpoint_id, r.attempt, p_now, r.status_code, r.latency_ms,
-              left(r.snippet, 500), r.error);
-      v_status := case when r.error is null then 'succeeded'
-                       when v_disable is not null or r.retry_at is null then 'failed'
-                       else 'pending' end;
-      -- Only our own lease: a replay, recover or newer claim in the meantime has the last word.
+    ), settled as (
       update notify.webhook_messages m
-      set status = v_status, locked_until = null, last_status_code = r.status_code, last_error = r.error,
-          next_attempt_at = case when v_status = 'pending' then r.retry_at else m.next_attempt_at end,
-          delivered_at = case when v_status = 'succeeded' then p_now else m.delivered_at end
-      where m.id = r.message_id and m.lease_id = r.lease_id and m.status = 'delivering';
-      v_settled := found;
-      return query select r.message_id,
-        case when not v_settled then 'superseded'
-             when v_status = 'succeeded' then 'succeeded'
-             when v_disable is not null then 'disabled'
-             when v_status = 'failed' then 'failed'
-             else 'retrying' end,
-        case when v_settled and v_status = 'pending' then r.retry_at end;
-    end loop;
+      set status = case when x.error is null then 'succeeded'
+                        when v_disable is not null or x.retry_at is null then 'failed'
+                        else 'pending' end,
+          locked_until = null, last_status_code = x.status_code, last_error = x.error,
+          next_attempt_at = case when x.error is not null and v_disable is null and x.retry_at is not null
+                                 then x.retry_at else m.next_attempt_at end,
+          delivered_at = case when x.error is null then p_now else m.delivered_at end
+      from x
+      where m.id = x.message_id and m.lease_id = x.lease_id and m.status = 'delivering'
+      returning m.id, m.status
+    )
+    select x.message_id,
+           case when u.id is null then 'superseded'
+                when u.status = 'succeeded' then 'succeeded'
+                when v_disable is not null then 'disabled'
+                when u.status = 'failed' then 'failed'
+                else 'retrying' end,
+           case when u.status = 'pending' then x.retry_at end
+    from x left join settled u on u.id = x.message_id
+    where exists (select 1 from notify.webhook_messages m where m.id = x.message_id);
 
     if v_disable is not null then
       perform private.disable_webhook_endpoint(v_ep.endpoint_id, v_disable);

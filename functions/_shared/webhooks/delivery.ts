@@ -219,8 +219,8 @@ async function viaFetch(
 
 type RecordRow = { message_id: string; outcome: string; next_attempt_at: Date | null };
 
-/** Deadlocks are possible only between a disable and another batch of the same endpoint; retried. */
-const RETRYABLE = new Set(["40P01", "40001"]);
+/** Deadlocks (a disable and another batch of the same endpoint) and a message deleted mid-record: retried. */
+const RETRYABLE = new Set(["40P01", "40001", "23503"]);
 
 /**
  * Step 3, batched: record every attempt and settle each message still held under its lease, in
