@@ -20,7 +20,9 @@
 --     same array as a set, so every policy that calls it gets the cheaper lookup unchanged;
 --   * policies on hot lists can use the array directly, as one initplan per statement:
 --       org_id = any ((select private.org_ids_with_permission_array('perm'))::uuid[])
---     The invitations policy now does.
+--     The invitations policy now does;
+--   * member_org_ids, accessible_org_ids and has_permission become plpgsql (below), so they stop
+--     being planned again on every request.
 
 -- Orgs that require MFA: the permission helpers anti-join against this (usually tiny) set.
 create index if not exists orgs_require_mfa_idx on public.orgs (id) where require_mfa;
