@@ -780,6 +780,7 @@ export type Database = {
           "balance": number;
           "debt": number;
           "org_id": string;
+          "pending_expires_from": string | null;
           "reserved": number;
           "updated_at": string;
         };
@@ -788,6 +789,7 @@ export type Database = {
           "balance"?: number;
           "debt"?: number;
           "org_id": string;
+          "pending_expires_from"?: string | null;
           "reserved"?: number;
           "updated_at"?: string;
         };
@@ -795,50 +797,11 @@ export type Database = {
           "balance"?: number;
           "debt"?: number;
           "org_id"?: string;
+          "pending_expires_from"?: string | null;
           "reserved"?: number;
           "updated_at"?: string;
         };
         Relationships: [];
-      };
-      "credit_allocations": {
-        Row: {
-          "amount": number;
-          "draw_order": number;
-          "grant_id": string;
-          "org_id": string;
-          "reservation_id": string;
-        };
-        ComputedFields: never;
-        Insert: {
-          "amount": number;
-          "draw_order": number;
-          "grant_id": string;
-          "org_id": string;
-          "reservation_id": string;
-        };
-        Update: {
-          "amount"?: number;
-          "draw_order"?: number;
-          "grant_id"?: string;
-          "org_id"?: string;
-          "reservation_id"?: string;
-        };
-        Relationships: [
-          {
-            foreignKeyName: "credit_allocations_grant_id_fkey";
-            columns: ["grant_id"];
-            isOneToOne: false;
-            referencedRelation: "credit_grants";
-            referencedColumns: ["id"];
-          },
-          {
-            foreignKeyName: "credit_allocations_reservation_id_fkey";
-            columns: ["reservation_id"];
-            isOneToOne: false;
-            referencedRelation: "credit_reservations";
-            referencedColumns: ["id"];
-          },
-        ];
       };
       "credit_entries": {
         Row: {
@@ -851,7 +814,9 @@ export type Database = {
           "id": number;
           "idempotency_key": string;
           "kind": string;
+          "operation": string;
           "org_id": string;
+          "ref": string | null;
           "reservation_id": string | null;
           "reserved_after": number;
           "reserved_delta": number;
@@ -867,7 +832,9 @@ export type Database = {
           "id"?: never;
           "idempotency_key": string;
           "kind": string;
+          "operation": string;
           "org_id": string;
+          "ref"?: string | null;
           "reservation_id"?: string | null;
           "reserved_after": number;
           "reserved_delta": number;
@@ -882,7 +849,9 @@ export type Database = {
           "id"?: never;
           "idempotency_key"?: string;
           "kind"?: string;
+          "operation"?: string;
           "org_id"?: string;
+          "ref"?: string | null;
           "reservation_id"?: string | null;
           "reserved_after"?: number;
           "reserved_delta"?: number;
@@ -997,6 +966,7 @@ export type Database = {
           "amount": number;
           "created_at": string;
           "expires_at": string;
+          "holds": (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id": string;
           "idempotency_key": string;
           "org_id": string;
@@ -1010,6 +980,7 @@ export type Database = {
           "amount": number;
           "created_at"?: string;
           "expires_at": string;
+          "holds"?: (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id"?: string;
           "idempotency_key": string;
           "org_id": string;
@@ -1022,6 +993,7 @@ export type Database = {
           "amount"?: number;
           "created_at"?: string;
           "expires_at"?: string;
+          "holds"?: (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id"?: string;
           "idempotency_key"?: string;
           "org_id"?: string;
@@ -1053,6 +1025,61 @@ export type Database = {
           "email"?: string | null;
           "org_id"?: string;
           "stripe_customer_id"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "disputes": {
+        Row: {
+          "amount": number;
+          "charge_id": string;
+          "clawed_at": string | null;
+          "created_at": string;
+          "credits_clawed_back": number;
+          "credits_restored": number;
+          "currency": string;
+          "id": string;
+          "org_id": string;
+          "payment_intent_id": string | null;
+          "reason": string | null;
+          "restored_at": string | null;
+          "status": string;
+          "stripe_created": string | null;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "amount": number;
+          "charge_id": string;
+          "clawed_at"?: string | null;
+          "created_at"?: string;
+          "credits_clawed_back"?: number;
+          "credits_restored"?: number;
+          "currency": string;
+          "id": string;
+          "org_id": string;
+          "payment_intent_id"?: string | null;
+          "reason"?: string | null;
+          "restored_at"?: string | null;
+          "status": string;
+          "stripe_created"?: string | null;
+          "updated_at"?: string;
+        };
+        Update: {
+          "amount"?: number;
+          "charge_id"?: string;
+          "clawed_at"?: string | null;
+          "created_at"?: string;
+          "credits_clawed_back"?: number;
+          "credits_restored"?: number;
+          "currency"?: string;
+          "id"?: string;
+          "org_id"?: string;
+          "payment_intent_id"?: string | null;
+          "reason"?: string | null;
+          "restored_at"?: string | null;
+          "status"?: string;
+          "stripe_created"?: string | null;
           "updated_at"?: string;
         };
         Relationships: [];
@@ -1104,6 +1131,7 @@ export type Database = {
           "status": string | null;
           "stripe_created": string | null;
           "subscription_id": string | null;
+          "subscription_period_start": string | null;
           "updated_at": string;
           "watermark_created": number;
           "watermark_event_id": string;
@@ -1122,6 +1150,7 @@ export type Database = {
           "status"?: string | null;
           "stripe_created"?: string | null;
           "subscription_id"?: string | null;
+          "subscription_period_start"?: string | null;
           "updated_at"?: string;
           "watermark_created"?: number;
           "watermark_event_id"?: string;
@@ -1139,6 +1168,7 @@ export type Database = {
           "status"?: string | null;
           "stripe_created"?: string | null;
           "subscription_id"?: string | null;
+          "subscription_period_start"?: string | null;
           "updated_at"?: string;
           "watermark_created"?: number;
           "watermark_event_id"?: string;
@@ -1279,6 +1309,7 @@ export type Database = {
         Row: {
           "api_version": string | null;
           "id": string;
+          "ignored_reason": string | null;
           "livemode": boolean;
           "object_id": string | null;
           "received_at": string;
@@ -1291,6 +1322,7 @@ export type Database = {
         Insert: {
           "api_version"?: string | null;
           "id": string;
+          "ignored_reason"?: string | null;
           "livemode"?: boolean;
           "object_id"?: string | null;
           "received_at"?: string;
@@ -1302,6 +1334,7 @@ export type Database = {
         Update: {
           "api_version"?: string | null;
           "id"?: string;
+          "ignored_reason"?: string | null;
           "livemode"?: boolean;
           "object_id"?: string | null;
           "received_at"?: string;
@@ -1383,9 +1416,45 @@ export type Database = {
       };
     };
     Views: {
-      [_ in never]: never;
+      "credit_allocations": {
+        Row: {
+          "amount": number | null;
+          "draw_order": number | null;
+          "grant_id": string | null;
+          "org_id": string;
+          "reservation_id": string;
+        };
+        ComputedFields: never;
+        Relationships: [];
+      };
     };
     Functions: {
+      "charge_credits": {
+        Args: { "p_amount": number; "p_idempotency_key": string; "p_org_id": string; "p_ref"?: string };
+        Returns: {
+          "balance_after": number;
+          "balance_delta": number;
+          "created_at": string;
+          "debt_after": number;
+          "debt_delta": number;
+          "grant_id": string | null;
+          "id": number;
+          "idempotency_key": string;
+          "kind": string;
+          "operation": string;
+          "org_id": string;
+          "ref": string | null;
+          "reservation_id": string | null;
+          "reserved_after": number;
+          "reserved_delta": number;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "credit_entries";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       "claw_back_credits": {
         Args: { "p_amount": number; "p_grant_id"?: string; "p_idempotency_key": string; "p_org_id": string };
         Returns: {
@@ -1398,6 +1467,7 @@ export type Database = {
       "expire_credits": {
         Args: { "p_now"?: string; "p_org_id"?: string };
         Returns: {
+          "failures": number;
           "grants": number;
           "reservations": number;
         }[];
@@ -1414,7 +1484,27 @@ export type Database = {
         };
         Returns: string;
       };
+      "grant_due_subscription_months": {
+        Args: { "p_now"?: string };
+        Returns: {
+          "failed": number;
+          "granted": number;
+          "subscriptions": number;
+        }[];
+      };
+      "grant_subscription_month": {
+        Args: {
+          "p_now"?: string;
+          "p_org_id": string;
+          "p_period_end": string;
+          "p_period_start": string;
+          "p_plan_key": string;
+          "p_subscription_id": string;
+        };
+        Returns: string;
+      };
       "limit_of": { Args: { "p_key": string; "p_org_id": string }; Returns: number };
+      "period_is_monthly_schedule": { Args: { "p_period_end": string; "p_period_start": string }; Returns: boolean };
       "reserve_credits": {
         Args: {
           "p_amount": number;
@@ -1427,6 +1517,7 @@ export type Database = {
           "amount": number;
           "created_at": string;
           "expires_at": string;
+          "holds": (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id": string;
           "idempotency_key": string;
           "org_id": string;
@@ -1448,6 +1539,7 @@ export type Database = {
           "amount": number;
           "created_at": string;
           "expires_at": string;
+          "holds": (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id": string;
           "idempotency_key": string;
           "org_id": string;
@@ -1470,6 +1562,7 @@ export type Database = {
           "amount": number;
           "created_at": string;
           "expires_at": string;
+          "holds": (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id": string;
           "idempotency_key": string;
           "org_id": string;
@@ -1490,7 +1583,10 @@ export type Database = {
       [_ in never]: never;
     };
     CompositeTypes: {
-      [_ in never]: never;
+      "credit_hold": {
+        "grant_id": string | null;
+        "amount": number | null;
+      };
     };
   };
   "content": {
@@ -2477,8 +2573,10 @@ export type Database = {
       "audit_log": {
         Row: {
           "action": string;
+          "actor_api_key_hash": string | null;
           "actor_api_key_id": string | null;
           "actor_role": string;
+          "actor_user_hash": string | null;
           "actor_user_id": string | null;
           "after": Json | null;
           "before": Json | null;
@@ -2486,7 +2584,10 @@ export type Database = {
           "ip": string | null;
           "occurred_at": string;
           "org_id": string;
+          "prev_hash": string | null;
           "request_id": string | null;
+          "row_hash": string;
+          "seq": number;
           "target_id": string | null;
           "target_table": string;
           "user_agent": string | null;
@@ -2494,8 +2595,10 @@ export type Database = {
         ComputedFields: never;
         Insert: {
           "action": string;
+          "actor_api_key_hash"?: string | null;
           "actor_api_key_id"?: string | null;
           "actor_role": string;
+          "actor_user_hash"?: string | null;
           "actor_user_id"?: string | null;
           "after"?: Json | null;
           "before"?: Json | null;
@@ -2503,15 +2606,20 @@ export type Database = {
           "ip"?: string | null;
           "occurred_at"?: string;
           "org_id": string;
+          "prev_hash"?: string | null;
           "request_id"?: string | null;
+          "row_hash": string;
+          "seq": number;
           "target_id"?: string | null;
           "target_table": string;
           "user_agent"?: string | null;
         };
         Update: {
           "action"?: string;
+          "actor_api_key_hash"?: string | null;
           "actor_api_key_id"?: string | null;
           "actor_role"?: string;
+          "actor_user_hash"?: string | null;
           "actor_user_id"?: string | null;
           "after"?: Json | null;
           "before"?: Json | null;
@@ -2519,7 +2627,10 @@ export type Database = {
           "ip"?: string | null;
           "occurred_at"?: string;
           "org_id"?: string;
+          "prev_hash"?: string | null;
           "request_id"?: string | null;
+          "row_hash"?: string;
+          "seq"?: number;
           "target_id"?: string | null;
           "target_table"?: string;
           "user_agent"?: string | null;
@@ -2925,6 +3036,7 @@ export type Database = {
           "last_attempt_at": string | null;
           "last_error": string | null;
           "last_status_code": number | null;
+          "lease_id": string | null;
           "locked_until": string | null;
           "next_attempt_at": string;
           "org_id": string;
@@ -2942,6 +3054,7 @@ export type Database = {
           "last_attempt_at"?: string | null;
           "last_error"?: string | null;
           "last_status_code"?: number | null;
+          "lease_id"?: string | null;
           "locked_until"?: string | null;
           "next_attempt_at"?: string;
           "org_id": string;
@@ -2958,6 +3071,7 @@ export type Database = {
           "last_attempt_at"?: string | null;
           "last_error"?: string | null;
           "last_status_code"?: number | null;
+          "lease_id"?: string | null;
           "locked_until"?: string | null;
           "next_attempt_at"?: string;
           "org_id"?: string;
@@ -3091,7 +3205,22 @@ export type Database = {
       };
     };
     Functions: {
-      [_ in never]: never;
+      "audit_chain_head": {
+        Args: { "p_org_id": string };
+        Returns: {
+          "occurred_at": string;
+          "row_hash": string;
+          "seq": number;
+        }[];
+      };
+      "verify_audit_chain": {
+        Args: { "p_org_id": string };
+        Returns: {
+          "audit_log_id": string;
+          "problem": string;
+          "seq": number;
+        }[];
+      };
     };
     Enums: {
       [_ in never]: never;
@@ -3113,6 +3242,7 @@ export type Database = {
           "org_id": string;
           "prefix": string;
           "revoked_at": string | null;
+          "revoked_reason": string | null;
           "scopes": (string)[];
           "secret_hash": string;
           "updated_at": string;
@@ -3128,6 +3258,7 @@ export type Database = {
           "org_id": string;
           "prefix": string;
           "revoked_at"?: string | null;
+          "revoked_reason"?: string | null;
           "scopes": (string)[];
           "secret_hash": string;
           "updated_at"?: string;
@@ -3142,6 +3273,7 @@ export type Database = {
           "org_id"?: string;
           "prefix"?: string;
           "revoked_at"?: string | null;
+          "revoked_reason"?: string | null;
           "scopes"?: (string)[];
           "secret_hash"?: string;
           "updated_at"?: string;
@@ -3347,6 +3479,7 @@ export type Database = {
       };
       "orgs": {
         Row: {
+          "api_keys_survive_creator": boolean;
           "created_at": string;
           "created_by": string | null;
           "id": string;
@@ -3360,6 +3493,7 @@ export type Database = {
         };
         ComputedFields: never;
         Insert: {
+          "api_keys_survive_creator"?: boolean;
           "created_at"?: string;
           "created_by"?: string | null;
           "id"?: string;
@@ -3372,6 +3506,7 @@ export type Database = {
           "updated_at"?: string;
         };
         Update: {
+          "api_keys_survive_creator"?: boolean;
           "created_at"?: string;
           "created_by"?: string | null;
           "id"?: string;
@@ -3470,6 +3605,7 @@ export type Database = {
       "create_org": {
         Args: { "p_name": string; "p_slug"?: string };
         Returns: {
+          "api_keys_survive_creator": boolean;
           "created_at": string;
           "created_by": string | null;
           "id": string;
@@ -3544,6 +3680,28 @@ export type Database = {
         }[];
       };
       "send_test_webhook": { Args: { "p_endpoint_id": string }; Returns: string };
+      "set_api_keys_survive_creator": {
+        Args: { "p_org_id": string; "p_survive": boolean };
+        Returns: {
+          "api_keys_survive_creator": boolean;
+          "created_at": string;
+          "created_by": string | null;
+          "id": string;
+          "kind": string;
+          "name": string;
+          "personal_user_id": string | null;
+          "require_mfa": boolean;
+          "settings": NonNullable<Json>;
+          "slug": string;
+          "updated_at": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "orgs";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       "set_member_role": { Args: { "p_org_id": string; "p_role": string; "p_user_id": string }; Returns: undefined };
       "set_notification_preference": {
         Args: { "p_channel": string; "p_enabled": boolean; "p_type": string };
@@ -3560,6 +3718,7 @@ export type Database = {
           "p_slug"?: string;
         };
         Returns: {
+          "api_keys_survive_creator": boolean;
           "created_at": string;
           "created_by": string | null;
           "id": string;
