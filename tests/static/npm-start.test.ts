@@ -33,15 +33,22 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-/** Whether any process is left in the process group (kill(-pgid, 0) finds none: ESRCH). */
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
+/** The live processes of a process group: zombies (exited, waiting for a parent or init to reap them) don't count. */
+function groupMembers(pgid: number): string[] {
+  const live: string[] = [];
+  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      // Fields after the parenthesised command: state, ppid, pgrp, ...
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(pgrp) === pgid && state !== "Z") live.push(`${pid} ${fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").slice(0, 160)}`);
+    } catch {
+      // gone while we looked
+    }
   }
+  return live;
 }
+const groupAlive = (pgid: number) => groupMembers(pgid).length > 0;
 
 describe("npm start", () => {
   it("comes up from a 0700 folder and stops everything on SIGTERM to the npm process", { timeout: 180_000 }, async () => {
@@ -86,8 +93,8 @@ describe("npm start", () => {
       expect(npm.exitCode ?? npm.signalCode, `npm start did not exit:\n${output.slice(-4000)}`).not.toBeNull();
       expect(output).toContain("Stopping Plinth (SIGTERM)");
       // Postgres, the edge runtime, the worker, the gateway, the fakes and the mail sink: all gone.
-      for (let i = 0; i < 20 && groupAlive(npm.pid!); i++) await new Promise((r) => setTimeout(r, 250));
-      expect(groupAlive(npm.pid!), "a process of npm start outlived it").toBe(false);
+      for (let i = 0; i < 60 && groupAlive(npm.pid!); i++) await new Promise((r) => setTimeout(r, 250));
+      expect(groupMembers(npm.pid!), "processes of npm start outlived it").toEqual([]);
       for (const [name, port] of Object.entries(ports)) expect(await listening(port), `${name} ${port} still listening`).toBe(false);
     } finally {
       // Whatever happened above, nothing of this run is left behind.
