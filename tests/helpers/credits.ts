@@ -21,6 +21,19 @@ export async function op<R = Record<string, unknown>>(fn: string, args: Record<s
   }
 }
 
+/**
+ * Races `calls` operations of 1 credit each (reserve or charge, each with its own key) against
+ * an org and checks that exactly `fits` succeed and every other one is refused with PT402.
+ */
+export async function expectOnlyWhatFits(fn: "reserve_credits" | "charge_credits", orgId: string, calls: number, fits: number) {
+  const results = await Promise.allSettled(
+    Array.from({ length: calls }, () => op(fn, { p_org_id: orgId, p_amount: 1, p_idempotency_key: crypto.randomUUID() })),
+  );
+  const outcomes = results.map((r) => (r.status === "fulfilled" ? "ok" : `${(r.reason as { code?: string }).code}: ${(r.reason as Error).message}`));
+  expect(outcomes.filter((o) => o === "ok")).toHaveLength(fits);
+  expect(outcomes.filter((o) => o !== "ok").every((o) => o.startsWith("PT402")), outcomes.join("\n")).toBe(true);
+}
+
 export async function account(orgId: string) {
   const { rows } = await admin.query(
     "select balance::int, reserved::int, debt::int from billing.credit_accounts where org_id = $1",
