@@ -2,7 +2,7 @@
 // order, idempotency and journal as reserve+settle, with no reservation.
 import { describe, expect, it } from "vitest";
 import { admin, as, createTeam, expectSqlError } from "../helpers/db.ts";
-import { account, expectLedgerConsistent, expectOnlyWhatFits, op } from "../helpers/credits.ts";
+import { account, expectLedgerConsistent, expectOnlyWhatFits, grantsInDrawOrder, op } from "../helpers/credits.ts";
 
 const key = () => crypto.randomUUID();
 
@@ -116,11 +116,7 @@ describe("charge_credits", () => {
 
   it("draws in the order reserve does: priority, then earliest expiry; held credits are left alone", async () => {
     const { orgId } = await createTeam();
-    const soon = new Date(Date.now() + 3600_000).toISOString();
-    const later = new Date(Date.now() + 7200_000).toISOString();
-    const [{ grant_credits: pack }] = await op<{ grant_credits: string }>("grant_credits", { p_org_id: orgId, p_category: "pack", p_amount: 10, p_idempotency_key: key() });
-    const [{ grant_credits: promoLater }] = await op<{ grant_credits: string }>("grant_credits", { p_org_id: orgId, p_category: "promotional", p_amount: 5, p_idempotency_key: key(), p_expires_at: later });
-    const [{ grant_credits: promoSoon }] = await op<{ grant_credits: string }>("grant_credits", { p_org_id: orgId, p_category: "promotional", p_amount: 5, p_idempotency_key: key(), p_expires_at: soon });
+    const { pack, promoLater, promoSoon } = await grantsInDrawOrder(orgId);
     // One that the first grant covers alone.
     await op("charge_credits", { p_org_id: orgId, p_amount: 2, p_idempotency_key: key() });
     expect(await remaining(promoSoon)).toEqual({ remaining: 3, held: 0 });

@@ -2,7 +2,7 @@
 // concurrency, and who may read what.
 import { describe, expect, it } from "vitest";
 import { admin, as, createTeam, createUser, expectSqlError, select } from "../helpers/db.ts";
-import { account, expectLedgerConsistent, expectOnlyWhatFits, op } from "../helpers/credits.ts";
+import { account, expectLedgerConsistent, expectOnlyWhatFits, grantsInDrawOrder, op } from "../helpers/credits.ts";
 
 const key = () => crypto.randomUUID();
 
@@ -20,11 +20,7 @@ describe("reserve and settle", () => {
 
   it("draws by priority, then earliest expiry", async () => {
     const { orgId } = await createTeam();
-    const soon = new Date(Date.now() + 3600_000).toISOString();
-    const later = new Date(Date.now() + 7200_000).toISOString();
-    const [{ grant_credits: pack }] = await op<{ grant_credits: string }>("grant_credits", { p_org_id: orgId, p_category: "pack", p_amount: 10, p_idempotency_key: key() });
-    const [{ grant_credits: promoLater }] = await op<{ grant_credits: string }>("grant_credits", { p_org_id: orgId, p_category: "promotional", p_amount: 5, p_idempotency_key: key(), p_expires_at: later });
-    const [{ grant_credits: promoSoon }] = await op<{ grant_credits: string }>("grant_credits", { p_org_id: orgId, p_category: "promotional", p_amount: 5, p_idempotency_key: key(), p_expires_at: soon });
+    const { pack, promoLater, promoSoon } = await grantsInDrawOrder(orgId);
     const [res] = await op<{ id: string }>("reserve_credits", { p_org_id: orgId, p_amount: 12, p_idempotency_key: key() });
     const { rows } = await admin.query("select grant_id, amount::int from billing.credit_allocations where reservation_id = $1 order by draw_order", [res.id]);
     expect(rows).toEqual([

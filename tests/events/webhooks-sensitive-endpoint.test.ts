@@ -3,20 +3,16 @@
 // (url, status, description, filter), secret rotation, replay, recovery, test and deletion.
 // Otherwise someone with webhooks.manage alone could point it at their own URL and replay.
 import { describe, expect, it } from "vitest";
+import { addIntegrator } from "../helpers/webhooks.ts";
 import { userToken } from "../../scripts/lib/keys.ts";
-import { addMember, admin, createTeam, createUser, expectSqlError, rpc, stack, type Team, type TestUser } from "../helpers/db.ts";
+import { admin, createTeam, expectSqlError, rpc, stack, type Team, type TestUser } from "../helpers/db.ts";
 
 const url = "https://hooks.example.com/in";
 const evil = "https://attacker.example.net/collect";
 
 async function setup() {
   const team = await createTeam();
-  const integrator = await createUser();
-  await admin.query(
-    "insert into public.org_roles (org_id, key, name, rank, permissions) values ($1, 'integrator', 'Integrator', 25, '{webhooks.manage}')",
-    [team.orgId],
-  );
-  await addMember(team.orgId, integrator, "integrator");
+  const integrator = await addIntegrator(team.orgId);
   const [sensitive] = await rpc<{ endpoint_id: string }>(team.admin, "create_webhook_endpoint", {
     p_org_id: team.orgId, p_url: url, p_event_types: ["member.invited", "member.joined"],
   });

@@ -1,19 +1,15 @@
 // Sensitive event types (invitee emails, key metadata) travel to an endpoint only when its
 // filter names them, and naming them takes members.manage, as reading them in the feed does.
 import { describe, expect, it } from "vitest";
-import { addMember, admin, createTeam, createUser, expectSqlError, rpc } from "../helpers/db.ts";
+import { addIntegrator } from "../helpers/webhooks.ts";
+import { admin, createTeam, expectSqlError, rpc } from "../helpers/db.ts";
 
 const url = "https://hooks.example.com/in";
 
 describe("sensitive event types over webhooks", () => {
   it("naming a sensitive type needs members.manage; other types only webhooks.manage", async () => {
     const team = await createTeam();
-    const integrator = await createUser();
-    await admin.query(
-      "insert into public.org_roles (org_id, key, name, rank, permissions) values ($1, 'integrator', 'Integrator', 25, '{webhooks.manage}')",
-      [team.orgId],
-    );
-    await addMember(team.orgId, integrator, "integrator");
+    const integrator = await addIntegrator(team.orgId);
     await expectSqlError(
       rpc(integrator, "create_webhook_endpoint", { p_org_id: team.orgId, p_url: url, p_event_types: ["member.invited"] }),
       "42501",

@@ -34,6 +34,24 @@ export async function expectOnlyWhatFits(fn: "reserve_credits" | "charge_credits
   expect(outcomes.filter((o) => o !== "ok").every((o) => o.startsWith("PT402")), outcomes.join("\n")).toBe(true);
 }
 
+/**
+ * Three grants that draw in an order different from their creation: a pack of 10 (no expiry, drawn
+ * last), then promotional grants of 5 expiring in two hours and of 5 expiring in one (drawn first).
+ */
+export async function grantsInDrawOrder(orgId: string) {
+  const grant = async (category: string, amount: number, expiresInMs?: number) => {
+    const [row] = await op<{ grant_credits: string }>("grant_credits", {
+      p_org_id: orgId, p_category: category, p_amount: amount, p_idempotency_key: crypto.randomUUID(),
+      ...(expiresInMs ? { p_expires_at: new Date(Date.now() + expiresInMs).toISOString() } : {}),
+    });
+    return row.grant_credits;
+  };
+  const pack = await grant("pack", 10);
+  const promoLater = await grant("promotional", 5, 7200_000);
+  const promoSoon = await grant("promotional", 5, 3600_000);
+  return { pack, promoLater, promoSoon };
+}
+
 export async function account(orgId: string) {
   const { rows } = await admin.query(
     "select balance::int, reserved::int, debt::int from billing.credit_accounts where org_id = $1",

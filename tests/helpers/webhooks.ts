@@ -4,11 +4,22 @@ import { afterAll } from "vitest";
 import { createDb } from "../../functions/_shared/db/client.ts";
 import type { ScheduleDelivery } from "../../functions/_shared/webhooks/consumer.ts";
 import type { DeliveryDeps } from "../../functions/_shared/webhooks/delivery.ts";
-import { admin, rpc, stack, type TestUser } from "./db.ts";
+import { addMember, admin, createUser, rpc, stack, type TestUser } from "./db.ts";
 
 const { db, pool } = createDb(stack.dbUrl, 4);
 afterAll(() => pool.end());
 export { db };
+
+/** A member whose custom role grants webhooks.manage and nothing else (not members.manage). */
+export async function addIntegrator(orgId: string): Promise<TestUser> {
+  const integrator = await createUser();
+  await admin.query(
+    "insert into public.org_roles (org_id, key, name, rank, permissions) values ($1, 'integrator', 'Integrator', 25, '{webhooks.manage}')",
+    [orgId],
+  );
+  await addMember(orgId, integrator, "integrator");
+  return integrator;
+}
 
 export async function createEndpoint(who: TestUser, orgId: string, url: string, eventTypes: string[] = []) {
   const [row] = await rpc<{ endpoint_id: string; secret: string }>(who, "create_webhook_endpoint", {
