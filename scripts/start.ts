@@ -79,6 +79,12 @@ try {
   console.error(`\nPlinth could not start: ${messageOf(err)}`);
   process.exit(1);
 }
+if (starting.signal.aborted) {
+  // The signal came after start-up's last check, as it finished: stop what it started.
+  await stack.stop();
+  releaseLock(cfg.dataDir);
+  process.exit(exitCode);
+}
 writeLock(cfg.dataDir, { pid: process.pid, dbUrl: stack.dbUrl, supabaseUrl: stack.supabaseUrl, functionsUrl: stack.functionsUrl });
 
 const tokens = await Promise.all(
