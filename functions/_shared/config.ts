@@ -37,6 +37,12 @@ export const ConfigSchema = z.object({
   PLINTH_AI_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(5000),
   /** Comma-separated origins that checkout and portal return URLs may point at; defaults to PLINTH_APP_URL's origin. */
   PLINTH_RETURN_ORIGINS: z.string().optional(),
+  /**
+   * Whether the worker runs the catalog's cron schedules. The test stack turns them off, so a
+   * scheduled job (the invitation purge at :17, the minute sweeps) never runs in the middle of a
+   * test; a test that needs one calls its handler or enqueues it itself.
+   */
+  PLINTH_WORKER_CRON: z.stringbool().default(true),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

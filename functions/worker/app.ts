@@ -20,7 +20,7 @@ export function createWorkerApp(env: Record<string, string | undefined>) {
       return c.json(errorBody("unauthorized", "the worker is called with the service-role key only"), 401);
     }
     // A failed start (a database blip) must not poison the isolate: forget it and retry next call.
-    started ??= worker.boss.start().then(() => ensureQueues(worker.boss)).catch((err) => {
+    started ??= worker.boss.start().then(() => ensureQueues(worker.boss, { cron: worker.cfg.PLINTH_WORKER_CRON })).catch((err) => {
       started = undefined;
       throw err;
     });

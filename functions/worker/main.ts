@@ -5,7 +5,7 @@ import { startOutboxPump } from "../_shared/events/pump.ts";
 import { startContentPump } from "../_shared/content/pump.ts";
 
 const worker = createWorker(Deno.env.toObject());
-await startWorkers(worker.boss, worker.handlers);
+await startWorkers(worker.boss, worker.handlers, { cron: worker.cfg.PLINTH_WORKER_CRON });
 const pump = startOutboxPump({ connectionString: worker.cfg.SUPABASE_DB_URL, db: worker.db, boss: worker.boss });
 await pump.start();
 const contentPump = startContentPump({ connectionString: worker.cfg.SUPABASE_DB_URL, jobs: { ready: async () => worker.boss } });

@@ -1,6 +1,9 @@
 // The worker edge function: only the service-role key may make it drain the queues.
 import { describe, expect, inject, it } from "vitest";
+import { JOB_NAMES, JOBS } from "../../functions/_shared/jobs/catalog.ts";
+import { createBoss, ensureQueues } from "../../functions/_shared/jobs/queue.ts";
 import { signJwt } from "../../scripts/lib/keys.ts";
+import { admin } from "../helpers/db.ts";
 import { call, expectError } from "../helpers/http.ts";
 
 const stack = inject("stack");
@@ -35,5 +38,31 @@ describe("POST /worker/drain", () => {
 
   it("answers unknown worker routes with 404 JSON", async () => {
     expectError(await call("/worker/nope", { method: "POST" }), 404, "not_found");
+  });
+});
+
+describe("cron schedules", () => {
+  const scheduled = async () =>
+    (await admin.query<{ name: string }>("select name from pgboss.schedule order by name")).rows.map((r) => r.name);
+  const cronJobs = JOB_NAMES.filter((n) => "cron" in JOBS[n]).sort();
+
+  it("the test stack's worker runs none, so no scheduled job runs in the middle of a test", async () => {
+    expect(cronJobs.length).toBeGreaterThan(0);
+    expect(await scheduled()).toEqual([]);
+  });
+
+  it("a worker with cron on schedules every cron job of the catalog, and cron off removes them again", async () => {
+    // Timekeeping stays off in this instance, so the schedules exist but never fire.
+    const boss = createBoss(stack.dbUrl, { role: "worker", cron: false, max: 1 });
+    await boss.start();
+    try {
+      await ensureQueues(boss, { cron: true });
+      expect(await scheduled()).toEqual(cronJobs);
+      await ensureQueues(boss, { cron: false });
+      expect(await scheduled()).toEqual([]);
+    } finally {
+      await ensureQueues(boss, { cron: false });
+      await boss.stop({ graceful: false });
+    }
   });
 });

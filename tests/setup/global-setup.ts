@@ -66,6 +66,9 @@ export default async function setup(project: TestProject) {
       PLINTH_RETURN_ORIGINS: "https://app.plinth.test,http://127.0.0.1:3000",
       // Async AI tasks are polled fast here; production polls every 5 s.
       PLINTH_AI_POLL_MS: "150",
+      // No cron: a scheduled job must never run in the middle of a test (the purge at :17
+      // deleted invitations tests had expired on purpose). Tests run the ones they need.
+      PLINTH_WORKER_CRON: "false",
     },
   }).catch((err) => {
     console.error(fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").slice(-4000) : "");

@@ -10,14 +10,16 @@ export const BOSS_SCHEMA = "pgboss";
  * A "worker" instance installs and maintains the pg-boss schema and runs schedules; a
  * "producer" (the api) only inserts jobs and leaves all of that to the worker.
  */
-export function createBoss(connectionString: string, opts: { role: "worker" | "producer"; max?: number }): PgBoss {
+export function createBoss(connectionString: string, opts: { role: "worker" | "producer"; max?: number; cron?: boolean }): PgBoss {
   const producer = opts.role === "producer";
   const boss = new PgBoss({
     connectionString,
     schema: BOSS_SCHEMA,
     max: opts.max ?? (producer ? 1 : 3),
     // A worker listens for NOTIFY, so jobs on notify queues (ai.run, ai.poll) start at once.
-    ...(producer ? { supervise: false, schedule: false, migrate: false, createSchema: false } : { useListenNotify: true }),
+    ...(producer
+      ? { supervise: false, schedule: false, migrate: false, createSchema: false }
+      : { useListenNotify: true, schedule: opts.cron ?? true }),
   });
   // pg-boss reports background errors as events; without a listener they would crash the process.
   boss.on("error", (err: Error) => console.error(JSON.stringify({ msg: "pg-boss error", error: err.message })));
@@ -43,8 +45,12 @@ export async function hardenBossSchema(boss: PgBoss): Promise<void> {
     end $$`);
 }
 
-/** Creates every queue (idempotent) and the cron schedules. Run by the worker at start. */
-export async function ensureQueues(boss: PgBoss): Promise<void> {
+/**
+ * Creates every queue (idempotent) and the cron schedules. Run by the worker at start. With
+ * `cron: false` the schedules are removed instead, so switching them off takes effect even on
+ * a database where an earlier worker created them.
+ */
+export async function ensureQueues(boss: PgBoss, opts: { cron?: boolean } = {}): Promise<void> {
   await hardenBossSchema(boss);
   for (const name of JOB_NAMES) {
     const def = JOBS[name];
@@ -55,7 +61,9 @@ export async function ensureQueues(boss: PgBoss): Promise<void> {
       const { policy: _policy, ...rest } = def.queue as typeof def.queue & { policy?: string };
       await boss.updateQueue(name, rest);
     }
-    if ("cron" in def) await boss.schedule(name, def.cron, {}, { tz: "UTC" });
+    if (!("cron" in def)) continue;
+    if (opts.cron ?? true) await boss.schedule(name, def.cron, {}, { tz: "UTC" });
+    else await boss.unschedule(name);
   }
 }
 

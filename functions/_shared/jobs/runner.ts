@@ -34,9 +34,9 @@ export function workOptions(workers: number, everySeconds: number, batch?: numbe
   };
 }
 
-export async function startWorkers(boss: PgBoss, handlers: Handlers, opts: { pollingIntervalSeconds?: number } = {}) {
+export async function startWorkers(boss: PgBoss, handlers: Handlers, opts: { pollingIntervalSeconds?: number; cron?: boolean } = {}) {
   await boss.start();
-  await ensureQueues(boss);
+  await ensureQueues(boss, { cron: opts.cron });
   for (const name of JOB_NAMES) {
     const def = JOBS[name] as { workers?: number; batch?: number };
     const batch = handlers[name].batch;

@@ -17,7 +17,7 @@ export function createWorker(env: Record<string, string | undefined>) {
   const cfg = loadConfig(env);
   const { db, pool } = createDb(cfg.SUPABASE_DB_URL, cfg.PLINTH_DB_POOL_SIZE);
   const email = createEmailTransport(cfg);
-  const boss = createBoss(cfg.SUPABASE_DB_URL, { role: "worker" });
+  const boss = createBoss(cfg.SUPABASE_DB_URL, { role: "worker", cron: cfg.PLINTH_WORKER_CRON });
   const webhooks = {
     policy: { allowLoopback: cfg.PLINTH_WEBHOOKS_ALLOW_LOOPBACK },
     schedule: deliveryScheduler({ ready: async () => boss }),
