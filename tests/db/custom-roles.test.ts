@@ -263,3 +263,91 @@ describe("assigning and removing custom roles", () => {
     expect((await roleRow(high.id)).rank).toBe(35);
   });
 });
+
+describe("escalation through an update", () => {
+  async function teamWithLead() {
+    const team = await createTeam();
+    await admin.query(
+      `insert into public.org_roles (org_id, key, name, rank, permissions)
+       values ($1, 'people_lead', 'People lead', 25, '{members.manage,content.read,content.write}')`,
+      [team.orgId],
+    );
+    const lead = await createUser();
+    await addMember(team.orgId, lead, "people_lead");
+    const reader = await insertRole(lead, team.orgId, { key: "reader", rank: 5, permissions: ["content.read"] });
+    return { team, lead, reader };
+  }
+
+  it("a manager cannot add a permission they lack to an existing role (42501, row unchanged)", async () => {
+    const { team, lead, reader } = await teamWithLead();
+    const before = await roleRow(reader.id);
+    for (const perms of ["{content.read,billing.manage}", "{members.manage,org.manage}", "{webhooks.manage}"]) {
+      await expectSqlError(
+        as(lead, (c) => c.query("update public.org_roles set permissions = $2 where id = $1", [reader.id, perms])),
+        "42501",
+        /new row violates row-level security policy/,
+      );
+    }
+    const after = await roleRow(reader.id);
+    expect(after.permissions).toEqual(["content.read"]);
+    expect(after.updated_at).toEqual(before.updated_at);
+    // Whoever holds the role gains nothing either.
+    await rpc(lead, "set_member_role", { p_org_id: team.orgId, p_user_id: team.viewer.id, p_role: "reader" });
+    expect(await hasPermission(team.viewer, team.orgId, "billing.manage")).toBe(false);
+  });
+
+  it("the same manager may change the role within their own permissions", async () => {
+    const { lead, reader } = await teamWithLead();
+    const res = await as(lead, (c) =>
+      c.query("update public.org_roles set permissions = '{content.write,content.read,members.manage}' where id = $1", [reader.id]),
+    );
+    expect(res.rowCount).toBe(1);
+    expect((await roleRow(reader.id)).permissions).toEqual(["content.read", "content.write", "members.manage"]);
+  });
+});
+
+describe("a role named by a pending invitation", () => {
+  async function invitedRole() {
+    const team = await createTeam();
+    const role = await insertRole(team.admin, team.orgId, { key: "billing_clerk", rank: 15, permissions: ["billing.manage"] });
+    const [inv] = await rpc<{ invitation_id: string }>(team.admin, "invite_member", {
+      p_org_id: team.orgId,
+      p_email: `clerk-${role.id.slice(0, 8)}@test.local`,
+      p_role: "billing_clerk",
+    });
+    // Nobody holds the role: only the invitation names it.
+    const { rows } = await admin.query("select count(*)::int as n from public.org_members where org_id = $1 and role = 'billing_clerk'", [
+      team.orgId,
+    ]);
+    expect(rows[0].n).toBe(0);
+    return { team, role, invitationId: inv.invitation_id };
+  }
+
+  it("cannot be deleted or renamed (23503) while the invitation is pending; the row stays as it was", async () => {
+    const { team, role, invitationId } = await invitedRole();
+    const before = await roleRow(role.id);
+    await expectSqlError(
+      as(team.admin, (c) => c.query("delete from public.org_roles where id = $1", [role.id])),
+      "23503",
+      /still assigned to members or pending invitations/,
+    );
+    await expectSqlError(
+      as(team.admin, (c) => c.query("update public.org_roles set key = 'renamed' where id = $1", [role.id])),
+      "23503",
+      /still assigned to members or pending invitations/,
+    );
+    expect(await roleRow(role.id)).toEqual(before);
+    const { rows } = await admin.query("select role, revoked_at, accepted_at from public.invitations where id = $1", [invitationId]);
+    expect(rows).toEqual([{ role: "billing_clerk", revoked_at: null, accepted_at: null }]);
+  });
+
+  it("can be renamed and deleted once the invitation is revoked", async () => {
+    const { team, role, invitationId } = await invitedRole();
+    await rpc(team.admin, "revoke_invitation", { p_invitation_id: invitationId });
+    const upd = await as(team.admin, (c) => c.query("update public.org_roles set key = 'renamed' where id = $1", [role.id]));
+    expect(upd.rowCount).toBe(1);
+    const del = await as(team.admin, (c) => c.query("delete from public.org_roles where id = $1", [role.id]));
+    expect(del.rowCount).toBe(1);
+    expect(await roleRow(role.id)).toBeUndefined();
+  });
+});
