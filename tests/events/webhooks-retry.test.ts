@@ -1,43 +1,47 @@
 // Delivery in-process with a controllable clock: the retry schedule with jitter, Retry-After,
 // 410 Gone, five days of failure, exhausted retries, SSRF refusals, and a worker that dies
 // mid-delivery. Endpoints only accept webhook.test here, so the stack's own worker never
-// delivers to them: every attempt in this file is made by the test.
+// delivers to them, and retries are recorded rather than queued; the test stack runs no sweep
+// either. Still, every test has its own endpoint on its own sink, and counts only that sink's
+// requests.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { claimMessage, claimMessages, deliverMessage, deliverMessages, LEASE_MS, recordResult, sendMessage } from "../../functions/_shared/webhooks/delivery.ts";
 import { RETRY_DELAYS_MS } from "../../functions/_shared/webhooks/schedule.ts";
 import { admin, as, createTeam, expectSqlError, rpc, type Team } from "../helpers/db.ts";
-import { createEndpoint, createMessage, DAY, endpointRow, HOUR, inProcess, messageRow } from "../helpers/webhooks.ts";
+import { consumerHandled, createEndpoint, createMessage, DAY, endpointRow, HOUR, inProcess, messageRow, until } from "../helpers/webhooks.ts";
 import { startSink, type WebhookSink } from "../helpers/webhook-sink.ts";
 
 let team: Team;
-let sink: WebhookSink;
+const sinks: WebhookSink[] = [];
 
 beforeAll(async () => {
   team = await createTeam("Retry");
   // Enough events in the org to give every test its own message.
   for (let i = 0; i < 20; i++) await admin.query("update public.orgs set name = $2 where id = $1", [team.orgId, `Retry ${i}`]);
-  sink = await startSink();
 });
 afterAll(async () => {
   await admin.query("delete from notify.webhook_endpoints where org_id = $1", [team.orgId]);
-  await sink.close();
+  await Promise.all(sinks.map((s) => s.close()));
 });
 
+/** A new endpoint on a new sink of its own: what that sink receives is this test's only. */
 async function freshEndpoint() {
-  sink.requests.length = 0;
+  const sink = await startSink();
+  sinks.push(sink);
   const ep = await createEndpoint(team.owner, team.orgId, sink.url, ["webhook.test"]);
-  return ep.endpoint_id;
+  return { endpointId: ep.endpoint_id, sink };
 }
 
 describe("retry schedule", () => {
   it("a flaky receiver is retried after 5 s, 5 min, 30 min (±10%), then succeeds; the webhook-id never changes", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     const jitters = [0, 0.999, 0.25];
     let call = 0;
     const { deps, scheduled, clock } = inProcess({ random: () => jitters[call - 1] ?? 0.5 });
     sink.reply = (n) => (n <= 3 ? { status: 500, body: "boom ".repeat(200) } : { status: 204 });
 
+    const t0 = clock.now().getTime();
     for (let i = 0; i < 3; i++) {
       call++;
       const before = clock.now().getTime();
@@ -51,7 +55,9 @@ describe("retry schedule", () => {
       expect(await deliverMessage(deps, messageId)).toEqual({ status: "skipped", reason: "not due yet" });
       clock.set(scheduled[i].at!);
     }
-    expect(scheduled.map((s) => Math.round((s.at!.getTime() - 0) / 1000))).toHaveLength(3);
+    // Each delay is its base ±10% by the jitter drawn: 5 s × 0.9, 5 min × 1.0998, 30 min × 0.95.
+    expect(scheduled.map((s) => s.messageId)).toEqual([messageId, messageId, messageId]);
+    expect(scheduled.map((s, i) => s.at!.getTime() - (i === 0 ? t0 : scheduled[i - 1].at!.getTime()))).toEqual([4_500, 329_940, 1_710_000]);
     const done = await deliverMessage(deps, messageId);
     expect(done).toMatchObject({ status: "succeeded", attempt: 4, statusCode: 204 });
 
@@ -69,7 +75,7 @@ describe("retry schedule", () => {
   });
 
   it("Retry-After (seconds or HTTP date) wins when it asks for longer", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     const { deps, scheduled, clock } = inProcess();
     sink.reply = (n) => n === 1
@@ -85,7 +91,7 @@ describe("retry schedule", () => {
   });
 
   it("3xx is a failure and is not followed", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     const { deps } = inProcess();
     sink.reply = (n) => (n === 1 ? { status: 302, headers: { location: "/elsewhere" } } : { status: 200 });
@@ -94,7 +100,7 @@ describe("retry schedule", () => {
   });
 
   it("a receiver that never answers times out as a failed attempt", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     const { deps } = inProcess({ timeoutMs: 300 });
     sink.reply = () => ({ status: 200, hang: true });
@@ -102,7 +108,7 @@ describe("retry schedule", () => {
   });
 
   it("after 8 failed attempts the message is failed, and stays so", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     const { deps, scheduled, clock } = inProcess();
     sink.reply = () => ({ status: 500 });
@@ -122,7 +128,7 @@ describe("retry schedule", () => {
 
 describe("disabling endpoints", () => {
   it("410 Gone disables the endpoint at once, fails its waiting messages and emits webhook.endpoint_disabled", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const first = await createMessage(team.orgId, endpointId);
     const waiting = await createMessage(team.orgId, endpointId);
     const { deps, scheduled } = inProcess();
@@ -140,8 +146,8 @@ describe("disabling endpoints", () => {
     expect(rows[0].payload).toMatchObject({ endpoint_id: endpointId, reason: "the endpoint answered 410 Gone" });
   });
 
-  it("an endpoint failing for 5 days is disabled at its next failure, and admins hear of it through the outbox", async () => {
-    const endpointId = await freshEndpoint();
+  it("an endpoint failing for 5 days is disabled at its next failure, and the org's admins (members.manage) get a notification", async () => {
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     const { deps, clock } = inProcess();
     sink.reply = () => ({ status: 503 });
@@ -159,15 +165,29 @@ describe("disabling endpoints", () => {
     expect(ep.disabled_reason).toMatch(/failed for 5 days/);
     expect((await messageRow(messageId)).status).toBe("failed");
     const { rows } = await admin.query(
-      "select payload from notify.events where type = 'webhook.endpoint_disabled' and subject_id = $1", [endpointId]);
+      "select id, payload from notify.events where type = 'webhook.endpoint_disabled' and subject_id = $1", [endpointId]);
+    expect(rows).toHaveLength(1);
     expect(rows[0].payload).toMatchObject({ endpoint_id: endpointId, url: sink.url });
     expect(rows[0].payload.failing_since).toBeTruthy();
+
+    // The stack's worker dispatches the event to the notifications consumer: once its receipt
+    // exists, every notification it will write is there. Owner and admin hold members.manage;
+    // the member and the viewer do not.
+    const eventId = rows[0].id;
+    await until(`the notifications consumer's receipt for ${eventId}`, () => consumerHandled(eventId, "notifications"));
+    const { rows: inbox } = await admin.query(
+      "select user_id, org_id, type, title from notify.notifications where event_id = $1", [eventId]);
+    expect(inbox.map((n) => n.user_id).sort()).toEqual([team.owner.id, team.admin.id].sort());
+    for (const n of inbox) {
+      expect(n).toMatchObject({ org_id: team.orgId, type: "webhook.endpoint_disabled" });
+      expect(n.title).toMatch(/^A webhook endpoint was disabled in /);
+    }
   });
 });
 
 describe("SSRF at delivery", () => {
   it("with loopback not allowed, a loopback endpoint is a failed attempt with a clear error and nothing is sent", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     const { deps } = inProcess({ policy: { allowLoopback: false } });
     const out = await deliverMessage(deps, messageId);
@@ -181,7 +201,7 @@ describe("SSRF at delivery", () => {
 
 describe("crash safety", () => {
   it("a worker that dies after the POST but before recording it leads to the same webhook-id again, then succeeded", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     const { deps, clock } = inProcess();
     sink.reply = () => ({ status: 200 });
@@ -208,7 +228,7 @@ describe("crash safety", () => {
 
 describe("leases", () => {
   it("a result from an attempt that outlived its lease is logged but settles nothing: the replay's attempt owns the message", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const messageId = await createMessage(team.orgId, endpointId);
     sink.reply = () => ({ status: 500 });
     // The old attempt was claimed an hour ago (its lease ran out long since) and is still going.
@@ -248,7 +268,7 @@ describe("leases", () => {
 
 describe("batches", () => {
   it("one claim takes many messages, each with its own lease; they go out side by side and are recorded together", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await createMessage(team.orgId, endpointId));
     const { deps } = inProcess();
@@ -274,7 +294,7 @@ describe("batches", () => {
   });
 
   it("in a batch, a message another attempt holds is busy and the rest still go", async () => {
-    const endpointId = await freshEndpoint();
+    const { endpointId, sink } = await freshEndpoint();
     const [held, free, gone] = [await createMessage(team.orgId, endpointId), await createMessage(team.orgId, endpointId), crypto.randomUUID()];
     const { deps } = inProcess();
     sink.reply = () => ({ status: 200 });
