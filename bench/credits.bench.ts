@@ -12,11 +12,15 @@
 // the commit's fsync, so there the ratio measures the ledger's work inside that lock.
 // Afterwards every ledger invariant is checked for every org.
 import pg from "pg";
+import { alternatingRounds, median, type Round, roundLines } from "./lib/rounds.ts";
+import { type BenchResult, scaleParam } from "./lib/verdict.ts";
 
 const CLIENTS = 32;
 const ORGS = 1_000;
-const OPS = Number(process.env.BENCH_CREDIT_OPS ?? 1_200); // per side, per round, per case
-const ROUNDS = Number(process.env.BENCH_CREDIT_ROUNDS ?? 3);
+/** Per side, per round, per case. */
+const OPS_PARAM = scaleParam("operations a side per round", "BENCH_CREDIT_OPS", 1_200);
+const OPS = OPS_PARAM.value;
+const ROUNDS = scaleParam("rounds", "BENCH_CREDIT_ROUNDS", 3);
 
 const orgId = (i: number) => `00000000-0000-4000-9000-${(i + 1).toString(16).padStart(12, "0")}`;
 
@@ -34,16 +38,20 @@ async function seed(c: pg.Client) {
   await c.query("vacuum analyze");
 }
 
-async function rate(total: number, work: () => Promise<void>): Promise<number> {
+/** Runs `total` operations from CLIENTS clients; counts the ones that did their work. */
+async function rate(total: number, work: () => Promise<boolean>): Promise<{ perSecond: number; work: { operations: number } }> {
   let next = 0;
+  let done = 0;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: CLIENTS }, async () => {
-    while (next++ < total) await work();
+    while (next++ < total) if (await work()) done++;
   }));
-  return total / ((performance.now() - t0) / 1000);
+  return { perSecond: total / ((performance.now() - t0) / 1000), work: { operations: done } };
 }
 
-type Side = (pool: pg.Pool, org: () => string) => Promise<void>;
+/** One operation; true when it did its work (a ledger call returned, a bare update changed its row). */
+type Side = (pool: pg.Pool, org: () => string) => Promise<boolean>;
+const updated = (res: unknown) => (res as pg.QueryResult[]).find((r) => r.command === "UPDATE")!.rowCount === 1;
 
 const ledgerPair: Side = async (pool, org) => {
   const res = (await pool.query(
@@ -52,45 +60,45 @@ const ledgerPair: Side = async (pool, org) => {
   )) as unknown as pg.QueryResult[];
   const id = res.find((r) => r.command === "SELECT")!.rows[0].id;
   await pool.query(`begin; set local role service_role; select from billing.settle_credits('${id}', 1); commit;`);
+  return true;
 };
 const barePair: Side = async (pool, org) => {
   const o = org();
-  await pool.query(`begin; set local role service_role;
-    update public.bench_balances set held = held + 1 where org_id = '${o}' and balance - held >= 1; commit;`);
-  await pool.query(`begin; set local role service_role;
-    update public.bench_balances set balance = balance - 1, held = held - 1 where org_id = '${o}'; commit;`);
+  const held = updated(await pool.query(`begin; set local role service_role;
+    update public.bench_balances set held = held + 1 where org_id = '${o}' and balance - held >= 1; commit;`));
+  const spent = updated(await pool.query(`begin; set local role service_role;
+    update public.bench_balances set balance = balance - 1, held = held - 1 where org_id = '${o}'; commit;`));
+  return held && spent;
 };
 const ledgerCharge: Side = async (pool, org) => {
   await pool.query(`begin; set local role service_role;
     select from billing.charge_credits('${org()}', 1, '${crypto.randomUUID()}'); commit;`);
+  return true;
 };
 const bareCharge: Side = async (pool, org) => {
-  await pool.query(`begin; set local role service_role;
-    update public.bench_balances set balance = balance - 1 where org_id = '${org()}' and balance >= 1; commit;`);
+  return updated(await pool.query(`begin; set local role service_role;
+    update public.bench_balances set balance = balance - 1 where org_id = '${org()}' and balance >= 1; commit;`));
 };
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
+/** Warm-up (a quarter round) on both sides, then ROUNDS alternating rounds (bench/lib/rounds.ts). */
 async function compare(pool: pg.Pool, ledger: Side, bare: Side, org: () => string) {
-  await rate(Math.ceil(OPS / 4), () => ledger(pool, org)); // warm-up, both sides alike
-  await rate(Math.ceil(OPS / 4), () => bare(pool, org));
-  const l: number[] = [];
-  const b: number[] = [];
-  const ratios: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    // Alternate which side goes first, so neither always meets the other's leftovers.
-    const first = i % 2 === 0;
-    const x = first ? await rate(OPS, () => ledger(pool, org)) : 0;
-    const y = await rate(OPS, () => bare(pool, org));
-    const z = first ? x : await rate(OPS, () => ledger(pool, org));
-    l.push(z);
-    b.push(y);
-    ratios.push(z / y);
-  }
-  return { ledger: median(l), bare: median(b), ratio: median(ratios) };
+  const size = (r: Round) => (r.warmUp ? Math.ceil(OPS / 4) : OPS);
+  const r = await alternatingRounds({
+    rounds: ROUNDS.value,
+    pipeline: (round) => rate(size(round), () => ledger(pool, org)),
+    baseline: (round) => rate(size(round), () => bare(pool, org)),
+    expect: (round) => ({ operations: size(round) }),
+    compare: (l, b) => ({ ratio: l.perSecond / b.perSecond }),
+  });
+  return {
+    ledger: median(r.rounds.map((x) => x.pipeline.perSecond)),
+    bare: median(r.rounds.map((x) => x.baseline.perSecond)),
+    ratio: r.medians.ratio,
+    rounds: r,
+  };
 }
 
-export async function run(url: string) {
+export async function run(url: string): Promise<BenchResult> {
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
   await seed(admin);
@@ -112,21 +120,34 @@ export async function run(url: string) {
        or a.balance <> (select coalesce(sum(balance_delta), 0) from billing.credit_entries e where e.org_id = a.org_id)
        or a.reserved <> (select coalesce(sum(reserved_delta), 0) from billing.credit_entries e where e.org_id = a.org_id)
        or a.balance <> (select coalesce(sum(remaining), 0) from billing.credit_grants g where g.org_id = a.org_id)
-       or 0 <> (select coalesce(sum(held), 0) from billing.credit_grants g where g.org_id = a.org_id)
+       -- Nothing left held on a grant (read through to_jsonb: the same check whether the grants
+       -- still have a held column or holds live on the account alone).
+       or 0 <> (select coalesce(sum((to_jsonb(g) ->> 'held')::bigint), 0) from billing.credit_grants g where g.org_id = a.org_id)
        or exists (select 1 from billing.credit_reservations r where r.org_id = a.org_id and r.status <> 'posted')
        or 1000000000 - a.balance <> (select count(*) from billing.credit_entries e where e.org_id = a.org_id and e.kind = 'settle')`);
   await admin.end();
   const violations = rows[0].violations as number;
 
   const fmt = (x: number) => x.toFixed(0).padStart(6);
-  const line = (label: string, r: { ledger: number; bare: number; ratio: number }) =>
-    `  ${label.padEnd(34)} ledger ${fmt(r.ledger)}/s   bare ${fmt(r.bare)}/s   ratio ${r.ratio.toFixed(3)}  (target >= 0.5: ${r.ratio >= 0.5 ? "met" : "MISSED"})`;
-  console.log(`\nCredits: ${CLIENTS} clients, fsync on, ${OPS} of each per round, median of ${ROUNDS} alternating rounds`);
-  console.log(line("reserve+settle pairs, 1,000 orgs", results.pairsSpread));
-  console.log(line("charge_credits, 1,000 orgs", results.chargeSpread));
-  console.log(line("reserve+settle pairs, hot org", results.pairsHot));
-  console.log(line("charge_credits, hot org", results.chargeHot));
+  const cases = [
+    ["reserve+settle pairs, 1,000 orgs", results.pairsSpread],
+    ["charge_credits, 1,000 orgs", results.chargeSpread],
+    ["reserve+settle pairs, hot org", results.pairsHot],
+    ["charge_credits, hot org", results.chargeHot],
+  ] as const;
+  console.log(`\nCredits: ${CLIENTS} clients, fsync on, ${OPS} of each per round, median of ${ROUNDS.value} alternating rounds`);
+  for (const [label, r] of cases) {
+    console.log(`  ${label.padEnd(34)} ledger ${fmt(r.ledger)}/s   bare ${fmt(r.bare)}/s   median ratio ${r.ratio.toFixed(3)}  (target >= 0.5)`);
+    for (const l of roundLines(r.rounds, (x) => `ledger ${x.pipeline.perSecond.toFixed(0)}/s, bare ${x.baseline.perSecond.toFixed(0)}/s`)) console.log(`  ${l}`);
+  }
   console.log(`  invariant violations: ${violations}`);
-  const ratio = Math.min(...Object.values(results).map((r) => r.ratio));
-  return { name: "credits", ratio, target: 0.5, higherIsBetter: true, met: ratio >= 0.5 && violations === 0 };
+  return {
+    name: "credits",
+    scale: [OPS_PARAM, ROUNDS],
+    gates: cases.map(([label, r]) => ({ label: `${label}: median ratio`, value: r.ratio, op: ">=" as const, target: 0.5 })),
+    failures: [
+      ...cases.flatMap(([label, r]) => r.rounds.unequal.map((u) => `${label}, ${u}`)),
+      ...(violations ? [`${violations} orgs break a ledger invariant`] : []),
+    ],
+  };
 }

@@ -1,6 +1,11 @@
 // npm run bench: every benchmark in bench/, each on a throwaway database, printing ratios
-// against a baseline measured in the same run. Exits non-zero if a target is missed.
+// against a baseline measured in the same run, in alternating rounds (bench/lib/rounds.ts).
+// Exit codes (bench/lib/verdict.ts): 0 when every bench met its targets, or ran at a scale
+// other than its documented one (no verdict); 1 when a bench missed a target at its documented
+// scale, or failed a check (unequal work between the sides, a broken invariant) or threw;
+// 2 for an unknown bench name.
 import { benchDatabase } from "../bench/lib/database.ts";
+import { type BenchResult, exitCode, gateLine, gateValue, selectBenches, type Status, verdict } from "../bench/lib/verdict.ts";
 import { run as ai } from "../bench/ai.bench.ts";
 import { run as content } from "../bench/content.bench.ts";
 import { run as credits } from "../bench/credits.bench.ts";
@@ -9,24 +14,30 @@ import { run as rlsList } from "../bench/rls-list.bench.ts";
 import { run as video } from "../bench/video.bench.ts";
 import { run as webhooks } from "../bench/webhooks.bench.ts";
 
-const benches = [
-  { name: "rls-list", run: rlsList },
+// Benches not yet on bench/lib/verdict.ts report { ratio, target, met }: shown, gated as before (transitional).
+type Legacy = { name: string; ratio: number; target: number; met: boolean; higherIsBetter?: boolean };
+const legacy = (run: (url: string) => Promise<Legacy>) => async (url: string): Promise<BenchResult> => {
+  const r = await run(url);
+  return { name: r.name, scale: [], gates: [{ label: "ratio", value: r.ratio, op: r.higherIsBetter ? ">=" : "<=", target: r.target }], failures: r.met ? [] : ["legacy verdict: MISSED"] };
+};
+const benches: { name: string; run: (url: string) => Promise<BenchResult>; durable?: boolean }[] = [
+  { name: "rls-list", run: legacy(rlsList) },
   // Commit-heavy on both sides: measured with fsync on, as a real database runs.
   { name: "credits", run: credits, durable: true },
   // Three commits per delivery against none in the bare loop: also measured with fsync on.
-  { name: "webhooks", run: webhooks, durable: true },
+  { name: "webhooks", run: legacy(webhooks), durable: true },
   // Both sides commit per job (admission vs a bare send): measured with fsync on.
-  { name: "ai", run: ai, durable: true },
+  { name: "ai", run: legacy(ai), durable: true },
   // Delivery, not commit durability, is measured: one small commit per message against none.
-  { name: "realtime", run: realtime },
+  { name: "realtime", run: legacy(realtime) },
   // Read latency through RLS against the service role (no commits on either side measured).
-  { name: "content", run: content },
+  { name: "content", run: legacy(content) },
   // Both sides commit per job (a video's validation, admission and runs vs a bare video job): fsync on.
-  { name: "video", run: video, durable: true },
+  { name: "video", run: legacy(video), durable: true },
 ];
-const only = process.argv[2];
-if (only && !benches.some((b) => b.name === only)) {
-  console.error(`unknown bench "${only}"; known: ${benches.map((b) => b.name).join(", ")}`);
+const selected = selectBenches(benches, process.argv[2]);
+if (!selected) {
+  console.error(`unknown bench "${process.argv[2]}"; known: ${benches.map((b) => b.name).join(", ")}`);
   process.exit(2);
 }
 // A bench can leave a pooled connection open (a stand-in's pool, a client mid-teardown). Stopping
@@ -35,35 +46,49 @@ if (only && !benches.some((b) => b.name === only)) {
 // bench's start that is expected: say so and carry on. Anything else still ends the run.
 let stopping = false;
 process.on("uncaughtException", (err) => {
-  if (stopping && (err as { code?: string }).code === "57P01") {
+  if (stopping && ((err as { code?: string }).code === "57P01" || err.message === "Connection terminated unexpectedly")) {
     console.error("  (a connection the bench left open was closed with its database)");
     return;
   }
   console.error(err);
   process.exit(1);
 });
-const results: { name: string; ratio: number; target: number; met: boolean; higherIsBetter?: boolean; note?: string; seconds: number }[] = [];
+const results: { result: BenchResult; status: Status; text: string; seconds: number }[] = [];
 const started = performance.now();
-for (const b of benches.filter((x) => !only || x.name === only)) {
+for (const b of selected) {
   const t0 = performance.now();
-  const db = await benchDatabase({ durable: "durable" in b && b.durable });
-  stopping = false;
-  let result: Awaited<ReturnType<(typeof b)["run"]>> & { note?: string };
+  // A bench that throws (a side timed out, an answer differed) is a failed check, not a crash of
+  // the run: its error is printed before its database stops under whatever it left open.
+  const failed = (err: unknown): BenchResult => {
+    console.error(err);
+    return { name: b.name, scale: [], gates: [], failures: [`threw: ${(err as Error).message}`] };
+  };
+  let result: BenchResult;
   try {
-    result = await b.run(db.url);
-  } finally {
-    stopping = true;
-    await db.stop();
+    const db = await benchDatabase({ durable: b.durable });
+    stopping = false;
+    try {
+      result = await b.run(db.url);
+    } catch (err) {
+      result = failed(err);
+    } finally {
+      stopping = true;
+      await db.stop();
+    }
+  } catch (err) {
+    result = failed(err);
   }
   const seconds = (performance.now() - t0) / 1000;
-  results.push({ ...result, seconds });
+  const v = verdict(result);
+  results.push({ result, ...v, seconds });
+  for (const g of result.gates) console.log(`  ${gateLine(g)}`);
+  console.log(`  ${b.name}: ${v.text}`);
   console.log(`  (${b.name}: ${seconds.toFixed(1)} s, database start and migrations included)`);
 }
 console.log("\nSummary");
 for (const r of results) {
-  const target = `${r.higherIsBetter ? ">=" : "<="} ${r.target}`;
-  const note = r.note ? `, ${r.note}` : "";
-  console.log(`  ${r.name.padEnd(12)} ratio ${r.ratio.toFixed(3)} (target ${target}${note})  ${r.met ? "met" : "MISSED"}  ${r.seconds.toFixed(1)} s`);
+  const gates = r.result.gates.map((g) => `${g.label} ${gateValue(g)} ${g.op} ${g.target}`).join(", ");
+  console.log(`  ${r.result.name.padEnd(10)} ${r.text}${gates ? `  [${gates}]` : ""}  ${r.seconds.toFixed(1)} s`);
 }
 console.log(`  total ${((performance.now() - started) / 1000).toFixed(1)} s`);
-process.exit(results.every((r) => r.met) ? 0 : 1);
+process.exit(exitCode(results.map((r) => r.status)));
