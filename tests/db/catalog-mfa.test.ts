@@ -1,0 +1,139 @@
+// The MFA walk: for every table and view with org_id in an exposed schema, a member of an org
+// that requires MFA, signed in at aal1, reads none of the org's rows (beyond what any signed-in
+// stranger reads, such as published public documents) and inserts, updates and deletes none.
+// The same member at aal2 does read the org's rows, so the walk can fail. It walks the catalog:
+// a new table or view is covered the moment its migration lands, and fails until the seed gives
+// acme rows in it.
+//
+// The walk runs in one transaction that turns on acme's require_mfa and is rolled back at the
+// end (each attempt in its own rolled-back savepoint), so no other test ever sees acme blocked.
+import { randomUUID } from "node:crypto";
+import { beforeAll, describe, expect, it } from "vitest";
+import { gotrueClaims } from "../../scripts/lib/keys.ts";
+import { commandsFor, isDenied, orgRelations, rowToCopy, walk, type Outcome, type RelationInfo } from "../helpers/catalog.ts";
+
+const ACME = "a0000000-0000-4000-8000-00000000a000";
+// alice owns acme: the most privileged member, so anything she cannot do at aal1 is the MFA rule.
+const alice = { id: "a0000000-0000-4000-8000-000000000001", email: "alice@acme.test" };
+// A signed-in user who belongs to no org: what they read is public by design.
+const stranger = { id: randomUUID(), email: "stranger@walk.test" };
+
+/** Rows an aal1 member may still read, by design: a predicate on the relation's rows, and why. */
+const AAL1_MAY_READ: Record<string, { where: string; why: string }> = {
+  "public.org_members": {
+    where: `user_id = '${alice.id}'`,
+    why: "their own membership row, so my_orgs can show the org as blocked (docs/tenancy.md, MFA)",
+  },
+};
+
+/** Relations the seed leaves empty for acme, and why (so the read checks would be vacuous there). */
+const UNSEEDED: Record<string, string> = {
+  "content.template_gallery": "the gallery lists published templates; the seed publishes none for acme",
+};
+
+interface Result {
+  seeded: number;
+  strangerRows: Outcome;
+  aal1: Record<string, Outcome>;
+  aal2: Record<string, Outcome>;
+  privileges: Record<string, boolean>;
+}
+
+const relations = await orgRelations();
+const results = new Map<string, Result>();
+const name = (r: RelationInfo) => `${r.schema}.${r.table}`;
+
+beforeAll(async () => {
+  const aal1 = gotrueClaims(alice, { aal: "aal1" });
+  const aal2 = gotrueClaims(alice, { aal: "aal2" });
+  const outsider = gotrueClaims(stranger, { aal: "aal2" });
+  const plans = new Map<string, { cmds: Awaited<ReturnType<typeof commandsFor>>; copy?: Record<string, unknown> }>();
+  for (const rel of relations) {
+    const copy = rel.kind === "table" ? await rowToCopy(rel, ACME, ACME) : undefined;
+    plans.set(name(rel), { cmds: await commandsFor(rel), copy });
+  }
+  await walk(async (w) => {
+    await w.owner("update public.orgs set require_mfa = true where id = $1", [ACME]);
+    for (const rel of relations) {
+      const { cmds, copy } = plans.get(name(rel))!;
+      const [{ n }] = await w.owner<{ n: number }>(`select count(*)::int as n from ${rel.qualified} where org_id = $1`, [ACME]);
+      const [priv] = await w.owner<Record<string, boolean>>(
+        `select has_table_privilege('authenticated', $1::regclass, 'insert') as insert,
+                has_any_column_privilege('authenticated', $1::regclass, 'update') as update,
+                has_table_privilege('authenticated', $1::regclass, 'delete') as delete,
+                has_any_column_privilege('authenticated', $1::regclass, 'select') as select`,
+        [rel.qualified],
+      );
+      const exempt = AAL1_MAY_READ[name(rel)];
+      const attempts = async (claims: Record<string, unknown>, hidingExempt: boolean) => {
+        const out: Record<string, Outcome> = {
+          select: await w.as(claims, hidingExempt && exempt ? `${cmds.select} and not (${exempt.where})` : cmds.select, [ACME]),
+        };
+        if ("insert" in cmds && cmds.insert) {
+          out.insert = copy ? await w.as(claims, cmds.insert, [JSON.stringify(copy)]) : { ok: false, code: "no row to copy", message: "" };
+          out.update = await w.as(claims, cmds.update, [ACME]);
+          out.delete = await w.as(claims, cmds.delete, [ACME]);
+        }
+        return out;
+      };
+      results.set(name(rel), {
+        seeded: n,
+        strangerRows: await w.as(outsider, cmds.select, [ACME]),
+        aal1: await attempts(aal1, true),
+        aal2: await attempts(aal2, false),
+        privileges: priv,
+      });
+    }
+  });
+});
+
+const fingerprints = (o: Outcome) => (o.ok ? o.values.map((v) => (v as unknown[])[0] as string) : []);
+
+describe("an aal1 member of an org that requires MFA, on every table and view with org_id", () => {
+  it("covers the tenancy tables and views", () => {
+    expect(relations.map(name)).toEqual(expect.arrayContaining(["public.org_members", "public.api_keys", "notify.audit_log", "notify.activity"]));
+    for (const key of [...Object.keys(AAL1_MAY_READ), ...Object.keys(UNSEEDED)]) expect(relations.map(name)).toContain(key);
+  });
+
+  describe.each(relations.map((r) => ({ ...r, key: name(r) })))("$key", (rel) => {
+    const r = () => results.get(rel.key)!;
+
+    it("has acme rows, so the checks below are meaningful", () => {
+      if (UNSEEDED[rel.key]) expect(r().seeded, `${rel.key} is seeded now: drop it from UNSEEDED`).toBe(0);
+      else expect(r().seeded).toBeGreaterThan(0);
+    });
+
+    it("select at aal1: no row of the org beyond what a stranger reads", () => {
+      const o = r().aal1.select;
+      if (!o.ok) expect(o.code, o.message).toBe("42501");
+      const publicRows = new Set(fingerprints(r().strangerRows));
+      expect(fingerprints(o).filter((f) => !publicRows.has(f))).toEqual([]);
+    });
+
+    it("select at aal2: the same member reads the org's rows (allowed case)", () => {
+      if (UNSEEDED[rel.key]) return;
+      const o = r().aal2.select;
+      if (!r().privileges.select) {
+        // Clients may not read this relation at all (an RPC serves it): refused at any aal.
+        expect(o.ok ? o.rows : o.code).toBe("42501");
+        return;
+      }
+      expect(o.ok, o.ok ? "" : o.message).toBe(true);
+      const publicRows = new Set(fingerprints(r().strangerRows));
+      expect(fingerprints(o).filter((f) => !publicRows.has(f)).length).toBeGreaterThan(0);
+    });
+
+    if (rel.kind === "table") {
+      it.each(["insert", "update", "delete"])("%s at aal1 is refused; at aal2 only the org's own rules decide", (cmd) => {
+        const o = r().aal1[cmd];
+        expect(isDenied(o), JSON.stringify(o)).toBe(true);
+        // Where clients hold the privilege, the aal2 attempt gets past RLS (it may still meet a
+        // constraint, say one row per org), so the aal1 denial above is the MFA rule and nothing else.
+        if (r().privileges[cmd]) {
+          const o2 = r().aal2[cmd];
+          expect(o2.ok ? o2.rows : o2.code, JSON.stringify(o2)).not.toEqual(o2.ok ? 0 : "42501");
+        }
+      });
+    }
+  });
+});

@@ -1,0 +1,203 @@
+// The RPC walk: every function in an exposed schema that `authenticated` may execute is either
+// called here for acme, an org that requires MFA, or listed as acting only on the caller. A new
+// RPC fails the walk until it is listed. For each org RPC:
+//   - an aal1 call by acme's owner is refused with the listed SQLSTATE, or (for a read) answers
+//     exactly what a signed-in stranger gets: nothing of the org;
+//   - the same call at aal2 passes the permission check (it succeeds, or meets the listed
+//     non-permission error), and a read answers more than the stranger gets. So the aal1
+//     refusal is the MFA rule and the walk can fail.
+// (anon is refused every function in exposed schemas: tests/db/schema-conventions.test.ts.)
+// One transaction turns on acme's require_mfa and is rolled back; every call runs in its own
+// rolled-back savepoint, so even delete_org at aal2 leaves nothing behind.
+import { beforeAll, describe, expect, it } from "vitest";
+import { gotrueClaims } from "../../scripts/lib/keys.ts";
+import { authenticatedRpcs, walk, type Outcome } from "../helpers/catalog.ts";
+import { admin, createUser, type TestUser } from "../helpers/db.ts";
+
+const ACME = "a0000000-0000-4000-8000-00000000a000";
+const GLOBEX = "b0000000-0000-4000-8000-00000000b000";
+const users = {
+  alice: { id: "a0000000-0000-4000-8000-000000000001", email: "alice@acme.test" }, // owner
+  adam: { id: "a0000000-0000-4000-8000-000000000002", email: "adam@acme.test" }, // admin
+  mia: { id: "a0000000-0000-4000-8000-000000000003", email: "mia@acme.test" }, // member
+};
+const gina = "b0000000-0000-4000-8000-000000000001"; // globex's owner
+const DOC = "a0000000-0000-4000-8000-0000000c0001"; // published, link-visible note with a comment, a version, an asset
+const COMMENT = "a0000000-0000-4000-8000-0000000c8001"; // by mia
+const THREAD = "a0000000-0000-4000-8000-0000000c7001";
+const LINK_SHARE = "a0000000-0000-4000-8000-0000000c5002";
+const ASSET = "a0000000-0000-4000-8000-0000000c9001";
+const ENDPOINT = "a0000000-0000-4000-8000-0000000e0001";
+const AI_JOB = "a1000000-0000-4000-8000-0000000f00a1"; // alice's
+const AI_BATCH = "a1000000-0000-4000-8000-0000000000b1";
+const UPLOAD = "a0000000-0000-4000-8000-0000000f0001"; // alice's photo
+const VIDEO_JOB = "a0000000-0000-4000-8000-0000000f0101"; // alice's, completed
+const NOTIFICATION = "a0000000-0000-4000-8000-0000000a0001"; // alice's, unread
+const BODY = [{ type: "text", text: "walk" }];
+
+interface Ctx {
+  invitation: string;
+  apiKey: string;
+  message: string;
+  version: string;
+}
+
+interface OrgCall {
+  args: (x: Ctx) => Record<string, unknown>;
+  /** Who calls (acme's owner unless said): a member of acme in every case. */
+  as?: keyof typeof users;
+  /** At aal1: refused with this SQLSTATE, or "stranger": answers exactly what a non-member gets. */
+  aal1: "42501" | "PT404" | "stranger";
+  /** At aal2: "ok", or the SQLSTATE of a check that comes after the permission check. */
+  aal2?: "ok" | string;
+}
+type Entry = OrgCall | { callerOnly: string };
+
+const uuidArray = (ids: string[]) => `{${ids.join(",")}}`;
+
+/** How to call each RPC for acme. A new RPC fails the walk until it is listed here. */
+const RPCS: Record<string, Entry> = {
+  "public.my_profile": { callerOnly: "the caller's own profile" },
+  "public.create_org": { callerOnly: "makes a new org, owned by the caller" },
+  "public.accept_invitation": { callerOnly: "the invitee's own token; they are not a member yet" },
+  "public.set_notification_preference": { callerOnly: "the caller's own preferences, no org" },
+  "public.unread_count": {
+    callerOnly: "a count of the caller's own notifications across orgs (it leaves out orgs whose MFA rule the session does not meet; catalog-mfa walks the rows)",
+  },
+  "video.quote": { callerOnly: "prices of the global tiers; no org data" },
+  "video.request_privacy": { callerOnly: "the caller's own privacy request (export or erasure of their data)" },
+
+  "public.update_org": { args: () => ({ p_org_id: ACME, p_name: "Walked" }), aal1: "42501" },
+  "public.delete_org": { args: () => ({ p_org_id: ACME, p_confirm_slug: "acme" }), aal1: "42501" },
+  "public.set_member_role": { args: () => ({ p_org_id: ACME, p_user_id: users.mia.id, p_role: "viewer" }), aal1: "42501" },
+  "public.remove_member": { args: () => ({ p_org_id: ACME, p_user_id: users.mia.id }), aal1: "42501" },
+  "public.leave_org": { as: "mia", args: () => ({ p_org_id: ACME }), aal1: "42501" },
+  "public.transfer_ownership": { args: () => ({ p_org_id: ACME, p_new_owner: users.adam.id }), aal1: "42501" },
+  "public.invite_member": { args: () => ({ p_org_id: ACME, p_email: "walk@walk.test", p_role: "member" }), aal1: "42501" },
+  "public.revoke_invitation": { args: (x) => ({ p_invitation_id: x.invitation }), aal1: "42501" },
+  "public.create_api_key": { args: () => ({ p_org_id: ACME, p_name: "walk", p_scopes: "{content.read}" }), aal1: "42501" },
+  "public.revoke_api_key": { args: (x) => ({ p_api_key_id: x.apiKey }), aal1: "42501" },
+  "public.set_api_keys_survive_creator": { args: () => ({ p_org_id: ACME, p_survive: true }), aal1: "42501" },
+  "public.create_webhook_endpoint": {
+    args: () => ({ p_org_id: ACME, p_url: "https://example.com/walk", p_event_types: "{member.joined}" }),
+    aal1: "42501",
+  },
+  "public.update_webhook_endpoint": { args: () => ({ p_endpoint_id: ENDPOINT, p_description: "walked" }), aal1: "42501" },
+  "public.delete_webhook_endpoint": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501" },
+  "public.rotate_webhook_secret": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501" },
+  "public.replay_webhook_message": { args: (x) => ({ p_message_id: x.message }), aal1: "42501" },
+  "public.recover_webhook_messages": { args: () => ({ p_org_id: ACME, p_since: "2000-01-01T00:00:00Z" }), aal1: "42501" },
+  "public.send_test_webhook": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501" },
+  "public.mark_read": { args: () => ({ p_ids: uuidArray([NOTIFICATION]) }), aal1: "PT404" },
+  "public.mark_all_read": { args: () => ({ p_org_id: ACME }), aal1: "stranger" },
+
+  "billing.current_plan": { args: () => ({ p_org_id: ACME }), aal1: "stranger" },
+  "billing.entitled": { args: () => ({ p_org_id: ACME, p_feature: "custom_domain" }), aal1: "stranger" },
+  "billing.limit_of": { args: () => ({ p_org_id: ACME, p_key: "seats" }), aal1: "stranger" },
+  "billing.summary": { args: () => ({ p_org_id: ACME }), aal1: "PT404" },
+
+  "ai.cancel_job": { args: () => ({ p_job_id: AI_JOB }), aal1: "PT404" },
+  "ai.cancel_batch": { args: () => ({ p_batch_id: AI_BATCH }), aal1: "PT404" },
+
+  "content.push_updates": { args: () => ({ p_document_id: DOC, p_updates: "{AAA=}" }), aal1: "PT404" },
+  "content.load_live": { args: () => ({ p_document_id: DOC }), aal1: "stranger" },
+  "content.pin_version": { args: (x) => ({ p_version_id: x.version }), aal1: "PT404" },
+  "content.add_comment": { args: () => ({ p_document_id: DOC, p_body: JSON.stringify(BODY) }), aal1: "PT404" },
+  "content.edit_comment": { as: "mia", args: () => ({ p_comment_id: COMMENT, p_body: JSON.stringify(BODY) }), aal1: "PT404" },
+  "content.delete_comment": { as: "mia", args: () => ({ p_comment_id: COMMENT }), aal1: "PT404" },
+  "content.resolve_thread": { args: () => ({ p_thread_id: THREAD }), aal1: "PT404" },
+  "content.share_with_user": { args: () => ({ p_document_id: DOC, p_level: "view", p_user_id: gina }), aal1: "PT404" },
+  "content.share_with_role": { args: () => ({ p_document_id: DOC, p_role: "viewer", p_level: "comment" }), aal1: "PT404" },
+  "content.create_link": { args: () => ({ p_document_id: DOC }), aal1: "PT404" },
+  "content.revoke_share": { args: () => ({ p_share_id: LINK_SHARE }), aal1: "PT404" },
+  "content.my_access": { args: () => ({ p_document_id: DOC }), aal1: "stranger" },
+  "content.fork_document": { args: () => ({ p_document_id: DOC, p_target_org_id: ACME }), aal1: "PT404" },
+  "content.use_template": { args: () => ({ p_template_id: DOC, p_target_org_id: ACME }), aal1: "PT404" },
+  "content.update_document": { args: () => ({ p_document_id: DOC, p_title: "Walked" }), aal1: "PT404" },
+  "content.delete_document": { args: () => ({ p_document_id: DOC }), aal1: "PT404" },
+  "content.search_documents": { args: () => ({ p_query: "brand voice", p_org_id: ACME }), aal1: "stranger" },
+  "content.remove_asset": { args: () => ({ p_asset_id: ASSET }), aal1: "PT404" },
+
+  "video.create_upload": { args: () => ({ p_org_id: ACME, p_filename: "walk.jpg" }), aal1: "42501" },
+  "video.delete_upload": { args: () => ({ p_upload_id: UPLOAD }), aal1: "PT404" },
+  "video.create_job": { args: () => ({ p_org_id: ACME, p_tier: "balanced", p_photo_id: UPLOAD, p_script: JSON.stringify({ text: "Hello" }) }), aal1: "42501" },
+  "video.cancel_job": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "PT404" },
+  "video.retry_job": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "PT404", aal2: "PT409" },
+  "video.job_attempts": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "stranger" },
+
+  "notify.verify_audit_chain": { args: () => ({ p_org_id: ACME }), aal1: "42501" },
+  "notify.audit_chain_head": { args: () => ({ p_org_id: ACME }), aal1: "42501" },
+};
+
+const rpcs = await authenticatedRpcs();
+const results = new Map<string, { aal1: Outcome; aal2: Outcome; stranger: Outcome }>();
+
+function callSql(fn: string, args: Record<string, unknown>) {
+  const names = Object.keys(args);
+  return { sql: `select * from ${fn}(${names.map((n, i) => `${n} => $${i + 1}`).join(", ")})`, params: names.map((n) => args[n]) };
+}
+
+beforeAll(async () => {
+  const outsider: TestUser = await createUser();
+  const one = async (sql: string, params: unknown[] = []) => (await admin.query(sql, params)).rows[0]?.id as string;
+  const ctx: Ctx = {
+    invitation: await one("select id from public.invitations where org_id = $1 and accepted_at is null limit 1", [ACME]),
+    apiKey: await one("select id from public.api_keys where org_id = $1 and revoked_at is null limit 1", [ACME]),
+    message: await one("select id from notify.webhook_messages where org_id = $1 order by created_at limit 1", [ACME]),
+    version: await one("select id from content.versions where document_id = $1 limit 1", [DOC]),
+  };
+  await walk(async (w) => {
+    await w.owner("update public.orgs set require_mfa = true where id = $1", [ACME]);
+    // Fixtures the seed lacks, inside the rolled-back walk: DOC is also an org template, and
+    // alice's AI job (behind VIDEO_JOB's run) has a main attempt for job_attempts to list.
+    await w.owner("update content.documents set is_template = true where id = $1", [DOC]);
+    await w.owner(
+      `insert into ai.attempts select (jsonb_populate_record(null::ai.attempts,
+         to_jsonb(a) || jsonb_build_object('id', gen_random_uuid(), 'job_id', $1::uuid, 'attempt_no', 1))).*
+       from ai.attempts a where a.org_id = $2 and a.purpose = 'main' limit 1`,
+      [AI_JOB, ACME],
+    );
+    for (const [fn, e] of Object.entries(RPCS)) {
+      if ("callerOnly" in e) continue;
+      const { sql, params } = callSql(fn, e.args(ctx));
+      const who = users[e.as ?? "alice"];
+      results.set(fn, {
+        aal1: await w.as(gotrueClaims(who, { aal: "aal1" }), sql, params),
+        aal2: await w.as(gotrueClaims(who, { aal: "aal2" }), sql, params),
+        stranger: await w.as(gotrueClaims(outsider, { aal: "aal2" }), sql, params),
+      });
+    }
+  });
+});
+
+const shown = (o: Outcome) => (o.ok ? JSON.stringify(o.values) : `${o.code}: ${o.message}`);
+
+describe("every RPC clients can call, for an org that requires MFA", () => {
+  it("lists every function executable by authenticated in an exposed schema, once, and nothing else", () => {
+    const names = rpcs.map((r) => r.name);
+    expect(new Set(names).size, "an overloaded RPC: list each signature").toBe(names.length);
+    expect([...names].sort()).toEqual(Object.keys(RPCS).sort());
+  });
+
+  it("uses globex nowhere: every call is about acme", () => {
+    expect(JSON.stringify(Object.values(RPCS).map((e) => ("args" in e ? e.args({ invitation: "", apiKey: "", message: "", version: "" }) : e)))).not.toContain(GLOBEX);
+  });
+
+  describe.each(Object.entries(RPCS).filter(([, e]) => "args" in e) as [string, OrgCall][])("%s", (fn, e) => {
+    it(e.aal1 === "stranger" ? "at aal1 answers what a stranger gets" : `is refused at aal1 (${e.aal1})`, () => {
+      const r = results.get(fn)!;
+      if (e.aal1 === "stranger") {
+        expect(shown(r.aal1)).toBe(shown(r.stranger));
+      } else {
+        expect(r.aal1.ok ? "succeeded" : r.aal1.code, shown(r.aal1)).toBe(e.aal1);
+      }
+    });
+
+    it("at aal2 passes the permission check (allowed case)", () => {
+      const r = results.get(fn)!;
+      const want = e.aal2 ?? "ok";
+      expect(r.aal2.ok ? "ok" : r.aal2.code, shown(r.aal2)).toBe(want);
+      if (e.aal1 === "stranger") expect(shown(r.aal2)).not.toBe(shown(r.stranger));
+    });
+  });
+});
