@@ -1,5 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
+import type pg from "pg";
 import { describe, expect, it } from "vitest";
+import { gotrueClaims } from "../../scripts/lib/keys.ts";
 import { admin, as, createTeam, createUser, expectSqlError, roleOf, rpc, select, type TestUser } from "../helpers/db.ts";
 
 interface Invite {
@@ -24,6 +26,27 @@ async function invite(who: TestUser, orgId: string, email: string, role = "membe
 async function invitationRow(id: string) {
   const { rows } = await admin.query("select * from public.invitations where id = $1", [id]);
   return rows[0];
+}
+
+/**
+ * Runs fn as `who` in one transaction that first moves the invitation's expiry into the past.
+ * The expired row exists only inside this transaction (locked by it), so no purge, scheduled
+ * or run by another test, can delete it first; the transaction rolls back afterwards.
+ */
+async function asWithExpired<T>(invitationId: string, who: TestUser, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await admin.connect();
+  try {
+    await c.query("begin");
+    const upd = await c.query("update public.invitations set expires_at = now() - interval '1 minute' where id = $1", [invitationId]);
+    expect(upd.rowCount).toBe(1);
+    await c.query("select set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true)", [
+      JSON.stringify(gotrueClaims(who, { aal: "aal1" })),
+    ]);
+    return await fn(c);
+  } finally {
+    await c.query("rollback").catch(() => {});
+    c.release();
+  }
 }
 
 async function personalOrgOf(user: TestUser): Promise<string> {
@@ -180,9 +203,17 @@ describe("accept_invitation", () => {
     const email = freshEmail();
     const inv = await invite(team.admin, team.orgId, email);
     const invitee = await createUser({ email });
-    await admin.query("update public.invitations set expires_at = now() - interval '1 minute' where id = $1", [inv.invitation_id]);
-    await expectSqlError(rpc(invitee, "accept_invitation", { p_token: inv.token }), "22023", /expired/);
+    await expectSqlError(
+      asWithExpired(inv.invitation_id, invitee, (c) => c.query("select public.accept_invitation($1)", [inv.token])),
+      "22023",
+      /expired/,
+    );
     expect(await roleOf(team.orgId, invitee.id)).toBeUndefined();
+    const row = await invitationRow(inv.invitation_id);
+    expect(row).toMatchObject({ accepted_at: null, accepted_by: null, revoked_at: null });
+    // The same token still works once the expiry is in the future again (it was only moved inside that transaction).
+    await rpc(invitee, "accept_invitation", { p_token: inv.token });
+    expect(await roleOf(team.orgId, invitee.id)).toBe("member");
   });
 
   it("a revoked invitation fails with 22023", async () => {
@@ -361,19 +392,25 @@ describe("private.purge_dead_invitations", () => {
     await rpc(invitee, "accept_invitation", { p_token: accepted.token });
     await rpc(team.admin, "revoke_invitation", { p_invitation_id: newRevoked.invitation_id });
     await rpc(team.admin, "revoke_invitation", { p_invitation_id: oldRevoked.invitation_id });
-    await admin.query("update public.invitations set expires_at = now() - interval '1 second' where id = $1", [expired.invitation_id]);
-    await admin.query("update public.invitations set revoked_at = now() - interval '31 days' where id = $1", [oldRevoked.invitation_id]);
-    // An accepted invitation is kept as a record even once its expiry has passed.
-    await admin.query("update public.invitations set expires_at = now() - interval '1 day' where id = $1", [accepted.invitation_id]);
-
-    // Run as the service role (the worker's role), in a transaction rolled back afterwards so
-    // that the purge does not touch rows other test files may be using at the same time.
+    // Run as the service role (the worker's role), in a transaction rolled back afterwards, so
+    // that other files' invitations come to no lasting harm. The table is locked against other
+    // writers for that moment, so the count it returns is exactly the rows it removed.
     const client = await admin.connect();
     try {
       await client.query("begin");
+      await client.query("lock table public.invitations in share mode");
+      const total = async () => (await client.query("select count(*)::int as n from public.invitations")).rows[0].n as number;
+      // Aged inside this transaction only, so no other purge can take them first.
+      await client.query("update public.invitations set expires_at = now() - interval '1 second' where id = $1", [expired.invitation_id]);
+      await client.query("update public.invitations set revoked_at = now() - interval '31 days' where id = $1", [oldRevoked.invitation_id]);
+      // An accepted invitation is kept as a record even once its expiry has passed.
+      await client.query("update public.invitations set expires_at = now() - interval '1 day' where id = $1", [accepted.invitation_id]);
+      const before = await total();
       await client.query("set local role service_role");
       const { rows } = await client.query("select private.purge_dead_invitations() as n");
+      await client.query("reset role");
       expect(rows[0].n).toBeGreaterThanOrEqual(2);
+      expect(rows[0].n).toBe(before - (await total()));
       const left = await client.query("select id from public.invitations where org_id = $1", [team.orgId]);
       const ids = left.rows.map((r) => r.id);
       expect(ids).toEqual(expect.arrayContaining([live.invitation_id, newRevoked.invitation_id, accepted.invitation_id]));
@@ -389,9 +426,16 @@ describe("private.purge_dead_invitations", () => {
   it("authenticated users cannot execute it (42501)", async () => {
     const team = await createTeam();
     const inv = await invite(team.admin, team.orgId, freshEmail());
-    await admin.query("update public.invitations set expires_at = now() - interval '1 second' where id = $1", [inv.invitation_id]);
-    await expectSqlError(as(team.owner, (c) => c.query("select private.purge_dead_invitations()")), "42501", /permission denied/);
-    await expectSqlError(as(team.owner, (c) => c.query("select private.purge_dead_invitations(interval '0 seconds')")), "42501");
-    expect(await invitationRow(inv.invitation_id)).toBeDefined();
+    // An expired invitation, the kind a purge deletes, that exists only in this transaction.
+    const survived = await asWithExpired(inv.invitation_id, team.owner, async (c) => {
+      for (const call of ["select private.purge_dead_invitations()", "select private.purge_dead_invitations(interval '0 seconds')"]) {
+        await c.query("savepoint attempt");
+        await expectSqlError(c.query(call), "42501", /permission denied for function purge_dead_invitations/);
+        await c.query("rollback to savepoint attempt");
+      }
+      await c.query("reset role");
+      return (await c.query("select id from public.invitations where id = $1 and expires_at < now()", [inv.invitation_id])).rows;
+    });
+    expect(survived).toEqual([{ id: inv.invitation_id }]);
   });
 });
