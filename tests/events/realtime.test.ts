@@ -1,6 +1,6 @@
 // Who may receive Broadcasts on which private channel, asked the way Realtime asks
 // (realtime.can_receive in sql/platform), and what the outbox sends there.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { gotrueClaims } from "../../scripts/lib/keys.ts";
 import { admin, createTeam, createUser, rpc, type TestUser } from "../helpers/db.ts";
 import { broadcasts, rtClient, subscribe } from "../helpers/realtime.ts";
@@ -18,6 +18,11 @@ async function canReceive(claims: Record<string, unknown>, topic: string): Promi
   }
 }
 const user = (u: TestUser, aal: "aal1" | "aal2" = "aal1") => gotrueClaims(u, { aal });
+
+// Every wait for the stack's worker has one generous budget: the machine may be loaded, and the
+// tests assert what arrived, never how fast.
+const WAIT_MS = 60_000;
+vi.setConfig({ testTimeout: 180_000 });
 
 describe("realtime authorization", () => {
   it("user:<id> — only that user", async () => {
@@ -56,7 +61,7 @@ describe("the outbox on realtime", () => {
   it("a tenancy change is broadcast privately on org:<id> with the event envelope", async () => {
     const team = await createTeam();
     await rpc(team.owner, "set_member_role", { p_org_id: team.orgId, p_user_id: team.viewer.id, p_role: "member" });
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + WAIT_MS;
     let rows: { event: string; private: boolean; payload: Record<string, any> }[] = [];
     while (Date.now() < deadline) {
       ({ rows } = await admin.query(
@@ -81,7 +86,7 @@ describe("the outbox on realtime", () => {
     await rpc(team.owner, "create_api_key", { p_org_id: team.orgId, p_name: "quiet", p_scopes: ["content.read"] });
     await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_name: "Loud" });
     // Wait until both events are dispatched, then compare what reached the channel.
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + WAIT_MS;
     let pending = 1;
     while (pending && Date.now() < deadline) {
       ({ rows: [{ n: pending }] } = await admin.query(
@@ -104,7 +109,7 @@ describe("the outbox on realtime", () => {
     await rpc(team.owner, "create_api_key", { p_org_id: team.orgId, p_name: "quiet", p_scopes: ["content.read"] });
     await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_name: "Loud" });
     // Events are dispatched in order, so the key's event would have arrived before org.updated.
-    const updated = await inbox.waitFor((m) => m.event === "org.updated", 30_000);
+    const updated = await inbox.waitFor((m) => m.event === "org.updated", WAIT_MS);
     expect(updated.payload).toMatchObject({ type: "org.updated", org_id: team.orgId });
     expect(inbox.items.map((m) => m.event)).not.toContain("api_key.created");
   });
