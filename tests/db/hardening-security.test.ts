@@ -44,15 +44,20 @@ describe("API keys follow their creator's rights", () => {
     expect(audit).toHaveLength(2);
     for (const a of audit) expect(a).toMatchObject({ actor_user_id: remover.id, after: { revoked_reason: "creator_removed" } });
 
-    const { rows: events } = await admin.query("select payload from notify.events where org_id = $1 and type = 'member.api_keys_revoked'", [team.orgId]);
+    const { rows: events } = await admin.query("select id, payload from notify.events where org_id = $1 and type = 'member.api_keys_revoked'", [team.orgId]);
     expect(events).toHaveLength(1);
     expect(events[0].payload).toMatchObject({ user_id: team.admin.id, reason: "creator_removed", key_count: 2 });
     expect(events[0].payload.api_keys.map((k: { api_key_id: string }) => k.api_key_id).sort()).toEqual([k1, k2].sort());
 
-    const note = await eventually(async () => {
-      const { rows } = await admin.query("select title, body from notify.notifications where user_id = $1 and type = 'member.api_keys_revoked'", [team.owner.id]);
-      return rows[0];
-    });
+    // Once the notifications consumer's receipt for the event is in, everything it wrote for it is committed.
+    const receipt = await eventually(async () => {
+      const { rows } = await admin.query("select 1 from notify.consumer_receipts where event_id = $1 and consumer = 'notifications'", [events[0].id]);
+      return rows.length > 0;
+    }, 60_000);
+    expect(receipt, "the notifications consumer never took the event").toBe(true);
+    const { rows: notes } = await admin.query("select title, body from notify.notifications where user_id = $1 and type = 'member.api_keys_revoked'", [team.owner.id]);
+    expect(notes).toHaveLength(1);
+    const note = notes[0];
     expect(note?.body).toMatch(/2 API key\(s\).*were revoked because they were removed from the org/);
     expect(note?.body).toContain('"hooks"');
     // Only owners are told: not the remover (the actor), not other members.
@@ -75,7 +80,7 @@ describe("API keys follow their creator's rights", () => {
     const note = await eventually(async () => {
       const { rows } = await admin.query("select body from notify.notifications where user_id = $1 and type = 'member.api_keys_revoked'", [team.owner.id]);
       return rows[0];
-    });
+    }, 60_000);
     expect(note?.body).toMatch(/because they left the org/);
   });
 

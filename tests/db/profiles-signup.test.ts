@@ -42,6 +42,8 @@ describe("profiles RLS", () => {
 
   it("a user updates their own profile and consent is time-stamped", async () => {
     const user = await createUser();
+    const { rows: before } = await admin.query("select marketing_consent_at from public.profiles where id = $1", [user.id]);
+    expect(before).toEqual([{ marketing_consent_at: null }]);
     await as(user, (c) => c.query("update public.profiles set display_name = 'New', marketing_consent = true where id = $1", [user.id]));
     const { rows } = await admin.query("select display_name, marketing_consent, marketing_consent_at from public.profiles where id = $1", [user.id]);
     expect(rows[0].display_name).toBe("New");
@@ -51,10 +53,11 @@ describe("profiles RLS", () => {
 
   it("a user cannot update someone else's profile, even a co-member's", async () => {
     const team = await createTeam();
+    const row = async () => (await admin.query("select * from public.profiles where id = $1", [team.member.id])).rows[0];
+    const before = await row();
     const res = await as(team.owner, (c) => c.query("update public.profiles set display_name = 'hacked' where id = $1", [team.member.id]));
     expect(res.rowCount).toBe(0);
-    const { rows } = await admin.query("select display_name from public.profiles where id = $1", [team.member.id]);
-    expect(rows[0].display_name).not.toBe("hacked");
+    expect(await row()).toEqual(before);
   });
 
   it("refuses an unknown time zone with 22023 and changes nothing", async () => {
@@ -70,8 +73,12 @@ describe("profiles RLS", () => {
 
   it("cannot write columns outside the profile's own (created_at, id)", async () => {
     const user = await createUser();
+    const row = async () => (await admin.query("select * from public.profiles where id = $1", [user.id])).rows;
+    const before = await row();
+    expect(before).toHaveLength(1);
     await expectSqlError(as(user, (c) => c.query("update public.profiles set created_at = now() where id = $1", [user.id])), "42501");
     await expectSqlError(as(user, (c) => c.query("insert into public.profiles (id) values (gen_random_uuid())")), "42501");
     await expectSqlError(as(user, (c) => c.query("delete from public.profiles where id = $1", [user.id])), "42501");
+    expect(await row()).toEqual(before);
   });
 });
