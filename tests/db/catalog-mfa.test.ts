@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { gotrueClaims } from "../../scripts/lib/keys.ts";
-import { commandsFor, isDenied, orgRelations, rowToCopy, walk, type Outcome, type RelationInfo } from "../helpers/catalog.ts";
+import { PUBLIC_BY_DESIGN, commandsFor, isDenied, orgRelations, rowToCopy, walk, type Outcome, type RelationInfo } from "../helpers/catalog.ts";
 
 const ACME = "a0000000-0000-4000-8000-00000000a000";
 // alice owns acme: the most privileged member, so anything she cannot do at aal1 is the MFA rule.
@@ -101,6 +101,12 @@ describe("an aal1 member of an org that requires MFA, on every table and view wi
     it("has acme rows, so the checks below are meaningful", () => {
       if (UNSEEDED[rel.key]) expect(r().seeded, `${rel.key} is seeded now: drop it from UNSEEDED`).toBe(0);
       else expect(r().seeded).toBeGreaterThan(0);
+    });
+
+    it("a signed-in stranger reads none of the org's rows, unless public by design", () => {
+      const o = r().strangerRows;
+      if (!o.ok) expect(o.code, o.message).toBe("42501");
+      if (!PUBLIC_BY_DESIGN[rel.key]) expect(fingerprints(o)).toEqual([]);
     });
 
     it("select at aal1: no row of the org beyond what a stranger reads", () => {

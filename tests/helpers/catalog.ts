@@ -177,3 +177,22 @@ export async function rowToCopy(rel: TableInfo, from: string, into: string): Pro
 export function isDenied(o: Outcome): boolean {
   return o.ok ? o.rows === 0 : o.code === "42501";
 }
+
+/** The schemas we own: public, and every schema a migration creates (private, notify, billing, …). */
+export function ownSchemas(): string[] {
+  const dir = path.resolve(import.meta.dirname, "../../supabase/migrations");
+  const names = new Set(["public"]);
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".sql"))) {
+    for (const m of fs.readFileSync(path.join(dir, f), "utf8").matchAll(/create\s+schema\s+(?:if\s+not\s+exists\s+)?"?([a-z_][a-z0-9_]*)"?/gi)) {
+      names.add(m[1].toLowerCase());
+    }
+  }
+  return [...names].sort();
+}
+
+/**
+ * Relations where a signed-in stranger (a user of no org) reads some of a seeded org's rows by
+ * design (published public documents, say), and why. The walks compare callers with that
+ * stranger; everywhere else the stranger must read nothing, so the baseline hides nothing.
+ */
+export const PUBLIC_BY_DESIGN: Record<string, string> = {};
