@@ -28,8 +28,8 @@ async function ledgerSize(orgId: string) {
 }
 
 async function remaining(grantId: string) {
-  const { rows } = await admin.query("select remaining::int, held::int from billing.credit_grants where id = $1", [grantId]);
-  return rows[0] as { remaining: number; held: number };
+  const { rows } = await admin.query("select remaining::int from billing.credit_grants where id = $1", [grantId]);
+  return (rows[0] as { remaining: number }).remaining;
 }
 
 describe("charge_credits", () => {
@@ -114,21 +114,25 @@ describe("charge_credits", () => {
     await expectLedgerConsistent(orgId);
   });
 
-  it("draws in the order reserve does: priority, then earliest expiry; held credits are left alone", async () => {
+  it("draws in the order settle does: priority, then earliest expiry; a pending reservation pins no grant, only its amount", async () => {
     const { orgId } = await createTeam();
     const { pack, promoLater, promoSoon } = await grantsInDrawOrder(orgId);
     // One that the first grant covers alone.
     await op("charge_credits", { p_org_id: orgId, p_amount: 2, p_idempotency_key: key() });
-    expect(await remaining(promoSoon)).toEqual({ remaining: 3, held: 0 });
-    // Hold 2 of what is left of the soonest grant: a charge then skips them.
-    await op("reserve_credits", { p_org_id: orgId, p_amount: 2, p_idempotency_key: key() });
-    expect(await remaining(promoSoon)).toEqual({ remaining: 3, held: 2 });
-    // One that spans grants: 1 from promoSoon (its unheld part), 5 from promoLater, 4 from pack.
-    await op("charge_credits", { p_org_id: orgId, p_amount: 10, p_idempotency_key: key() });
-    expect(await remaining(promoSoon)).toEqual({ remaining: 2, held: 2 });
-    expect(await remaining(promoLater)).toEqual({ remaining: 0, held: 0 });
-    expect(await remaining(pack)).toEqual({ remaining: 6, held: 0 });
-    expect(await account(orgId)).toEqual({ balance: 8, reserved: 2, debt: 0 });
+    expect(await remaining(promoSoon)).toBe(3);
+    // A reservation of 2 holds on the account: no grant changes.
+    const [res] = await op<{ id: string }>("reserve_credits", { p_org_id: orgId, p_amount: 2, p_idempotency_key: key() });
+    expect([await remaining(promoSoon), await remaining(promoLater), await remaining(pack)]).toEqual([3, 5, 10]);
+    // One that spans grants, in draw order: 3 from promoSoon, 5 from promoLater, 3 from pack.
+    await op("charge_credits", { p_org_id: orgId, p_amount: 11, p_idempotency_key: key() });
+    expect([await remaining(promoSoon), await remaining(promoLater), await remaining(pack)]).toEqual([0, 0, 7]);
+    expect(await account(orgId)).toEqual({ balance: 7, reserved: 2, debt: 0 });
+    // The 2 reserved are not available to a charge: one more than the 5 available is refused.
+    await expectSqlError(op("charge_credits", { p_org_id: orgId, p_amount: 6, p_idempotency_key: key() }), "PT402");
+    // The reservation still settles in full, from the pack.
+    await op("settle_credits", { p_reservation_id: res.id, p_amount: 2 });
+    expect(await remaining(pack)).toBe(5);
+    expect(await account(orgId)).toEqual({ balance: 5, reserved: 0, debt: 0 });
     await expectLedgerConsistent(orgId);
   });
 

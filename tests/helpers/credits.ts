@@ -65,14 +65,13 @@ export async function expectLedgerConsistent(orgId: string) {
   const { rows } = await admin.query(
     `select
        a.balance::bigint::text as balance, a.reserved::bigint::text as reserved, a.debt::bigint::text as debt,
+       a.kept_expired::bigint::text as kept_expired,
        (select coalesce(sum(balance_delta), 0)::text from billing.credit_entries where org_id = a.org_id) as entries_balance,
        (select coalesce(sum(reserved_delta), 0)::text from billing.credit_entries where org_id = a.org_id) as entries_reserved,
        (select coalesce(sum(debt_delta), 0)::text from billing.credit_entries where org_id = a.org_id) as entries_debt,
        (select coalesce(sum(remaining), 0)::text from billing.credit_grants where org_id = a.org_id) as grants_remaining,
-       (select coalesce(sum(held), 0)::text from billing.credit_grants where org_id = a.org_id) as grants_held,
-       (select coalesce(sum(al.amount), 0)::text from billing.credit_allocations al
-          join billing.credit_reservations r on r.id = al.reservation_id
-          where r.org_id = a.org_id and r.status = 'pending') as pending_allocated,
+       (select coalesce(sum(remaining), 0)::text from billing.credit_grants where org_id = a.org_id and expired_at is not null) as expired_remaining,
+       (select coalesce(sum(al.amount), 0)::text from billing.credit_allocations al where al.org_id = a.org_id) as pending_allocated,
        (select coalesce(sum(amount), 0)::text from billing.credit_reservations where org_id = a.org_id and status = 'pending') as pending_reserved,
        (select count(*)::int from billing.credit_entries e where e.org_id = a.org_id and e.reservation_id is not null and e.kind in ('settle', 'release')
           group by e.reservation_id, e.kind order by 1 desc limit 1) as max_resolutions,
@@ -82,13 +81,26 @@ export async function expectLedgerConsistent(orgId: string) {
     [orgId],
   );
   const r = rows[0];
-  if (!r) return;
+  if (!r) {
+    // No account: then nothing may have moved either.
+    const { rows: [n] } = await admin.query(
+      `select (select count(*)::int from billing.credit_entries where org_id = $1) as entries,
+              (select count(*)::int from billing.credit_grants where org_id = $1) as grants,
+              (select count(*)::int from billing.credit_reservations where org_id = $1) as reservations`,
+      [orgId],
+    );
+    expect(n, "an org without a credits account has no ledger rows").toEqual({ entries: 0, grants: 0, reservations: 0 });
+    return;
+  }
   expect(r.entries_balance, "sum of balance deltas = balance").toBe(r.balance);
   expect(r.entries_reserved, "sum of reserved deltas = reserved").toBe(r.reserved);
   expect(r.entries_debt, "sum of debt deltas = debt").toBe(r.debt);
   expect(r.grants_remaining, "grants' remaining = balance").toBe(r.balance);
-  expect(r.grants_held, "grants' held = reserved").toBe(r.reserved);
-  expect(r.pending_allocated, "pending reservations are fully allocated").toBe(r.reserved);
+  expect(r.expired_remaining, "expired grants' remaining = kept_expired").toBe(r.kept_expired);
+  // Expired credits are kept only while the reservations need them: then nothing is available.
+  if (r.kept_expired !== "0") expect(r.balance, "kept expired credits only while balance = reserved").toBe(r.reserved);
+  if (r.debt !== "0") expect(r.balance, "debt only while nothing is available").toBe(r.reserved);
+  expect(r.pending_allocated, "pending reservations are fully covered by the grants").toBe(r.reserved);
   expect(r.pending_reserved, "pending reservations = reserved").toBe(r.reserved);
   expect(r.max_resolutions ?? 1, "each reservation resolves at most once").toBeLessThanOrEqual(1);
   expect(r.negative_entries, "no entry leaves anything negative").toBe(0);
