@@ -1,7 +1,11 @@
-// Pure parts of outbound webhooks: the SSRF guard (both settings of the loopback flag), the
-// retry schedule, and signatures checked by the independent standardwebhooks package.
+// Pure parts of outbound webhooks: the SSRF guard (both settings of the loopback flag and its
+// default), the retry schedule, the 15 s default timeout, and signatures checked by the
+// independent standardwebhooks package.
 import { Webhook } from "standardwebhooks";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { loadConfig } from "../../functions/_shared/config.ts";
+import type { Db } from "../../functions/_shared/db/client.ts";
+import { type Claim, DELIVERY_TIMEOUT_MS, sendMessage } from "../../functions/_shared/webhooks/delivery.ts";
 import { nextAttemptAt, parseRetryAfter, RETRY_DELAYS_MS } from "../../functions/_shared/webhooks/schedule.ts";
 import { webhookHeaders } from "../../functions/_shared/webhooks/signature.ts";
 import { assertDeliverable, blockedReason, SsrfError } from "../../functions/_shared/webhooks/ssrf.ts";
@@ -117,5 +121,50 @@ describe("signatures", () => {
     for (const secret of [a, b]) expect(new Webhook(secret).verify(body, headers)).toEqual({ hello: "wörld" });
     const other = "whsec_" + Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64");
     expect(() => new Webhook(other).verify(body, headers)).toThrow();
+  });
+});
+
+describe("defaults", () => {
+  const minimalEnv = { SUPABASE_DB_URL: "postgres://u@127.0.0.1:5432/db", SUPABASE_URL: "http://127.0.0.1:54321" };
+
+  it("PLINTH_WEBHOOKS_ALLOW_LOOPBACK is off unless set to true", () => {
+    expect(loadConfig(minimalEnv).PLINTH_WEBHOOKS_ALLOW_LOOPBACK).toBe(false);
+    expect(loadConfig({ ...minimalEnv, PLINTH_WEBHOOKS_ALLOW_LOOPBACK: "false" }).PLINTH_WEBHOOKS_ALLOW_LOOPBACK).toBe(false);
+    expect(loadConfig({ ...minimalEnv, PLINTH_WEBHOOKS_ALLOW_LOOPBACK: "true" }).PLINTH_WEBHOOKS_ALLOW_LOOPBACK).toBe(true);
+    expect(() => loadConfig({ ...minimalEnv, PLINTH_WEBHOOKS_ALLOW_LOOPBACK: "perhaps" })).toThrow(/PLINTH_WEBHOOKS_ALLOW_LOOPBACK/);
+  });
+
+  afterEach(() => vi.restoreAllMocks());
+
+  it("a delivery without a timeout of its own gives up after 15 s (run here at 1/100 of the time)", async () => {
+    expect(DELIVERY_TIMEOUT_MS).toBe(15_000);
+    // The real timer, shortened a hundredfold, so the test does not wait 15 s; the delay asked for is recorded.
+    const asked: number[] = [];
+    const timeout = AbortSignal.timeout.bind(AbortSignal);
+    vi.spyOn(AbortSignal, "timeout").mockImplementation((ms: number) => (asked.push(ms), timeout(ms / 100)));
+    // A receiver that never answers: the request ends only when its signal aborts.
+    const hang: typeof fetch = (_url, init) => new Promise((_, reject) => {
+      const signal = init!.signal!;
+      signal.addEventListener("abort", () => reject(signal.reason));
+    });
+    const claim: Claim = {
+      messageId: crypto.randomUUID(),
+      leaseId: crypto.randomUUID(),
+      orgId: crypto.randomUUID(),
+      endpointId: crypto.randomUUID(),
+      url: "http://127.0.0.1:9/hooks",
+      attempt: 1,
+      secrets: ["whsec_" + Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64")],
+      event: {
+        id: crypto.randomUUID(), seq: 1, org_id: crypto.randomUUID(), type: "webhook.test", schema_version: 1,
+        subject_kind: "webhook_endpoint", subject_id: "x", actor_user_id: null, actor_api_key_id: null,
+        payload: {}, occurred_at: new Date().toISOString(),
+      },
+    };
+    const deps = { db: {} as Db, policy: { allowLoopback: true }, schedule: async () => {}, fetch: hang };
+    const result = await sendMessage(deps, claim);
+    expect(asked).toEqual([15_000]);
+    expect(result).toMatchObject({ error: "timed out after 15000 ms" });
+    expect(result.statusCode).toBeUndefined();
   });
 });
