@@ -32,6 +32,12 @@ async function customerOf(orgId: string): Promise<string | undefined> {
   return rows[0]?.stripe_customer_id;
 }
 
+/** A fresh org on the free plan with its owner's token: tests that create state make their own. */
+async function freshOrg(name: string) {
+  const org = await createTeam(name, { plan: null });
+  return { org, token: await userToken(stack.jwtSecret, org.owner) };
+}
+
 async function lastSessionRequest(customerId: string) {
   const requests = await fakeStripe.requests("/v1/checkout/sessions");
   return requests.filter((r) => r.params.customer === customerId).at(-1)!.params;
@@ -39,35 +45,43 @@ async function lastSessionRequest(customerId: string) {
 
 describe("POST /api/orgs/{org_id}/billing/checkout", () => {
   it("opens a subscription checkout for a plan price, creating the org's Stripe customer first", async () => {
-    expect(await customerOf(team.orgId)).toBeUndefined();
-    const res = await checkout(team.orgId, ownerToken, { price_id: catalog.pro.price.id });
+    const { org, token } = await freshOrg("FirstCheckout");
+    expect(await customerOf(org.orgId)).toBeUndefined();
+    const res = await checkout(org.orgId, token, { price_id: catalog.pro.price.id });
     expect(res.status, res.raw).toBe(200);
     expect(res.body).toEqual({ id: expect.stringMatching(/^cs_test_/), url: expect.stringContaining(res.body.id) });
 
-    const customerId = (await customerOf(team.orgId))!;
+    const customerId = (await customerOf(org.orgId))!;
     expect(customerId).toMatch(/^cus_/);
     const customer = await fakeStripe.get<{ metadata: Record<string, string>; email: string }>("customer", customerId);
-    expect(customer.metadata.org_id).toBe(team.orgId);
-    expect(customer.email).toBe(team.owner.email);
+    expect(customer.metadata.org_id).toBe(org.orgId);
+    expect(customer.email).toBe(org.owner.email);
 
     const params = await lastSessionRequest(customerId);
     expect(params).toMatchObject({
       mode: "subscription",
-      client_reference_id: team.orgId,
+      client_reference_id: org.orgId,
       success_url: OK,
       cancel_url: CANCEL,
       line_items: [{ price: catalog.pro.price.id, quantity: "1" }],
-      metadata: { org_id: team.orgId, plinth_price_id: catalog.pro.price.id },
-      subscription_data: { metadata: { org_id: team.orgId } },
+      metadata: { org_id: org.orgId, plinth_price_id: catalog.pro.price.id },
+      subscription_data: { metadata: { org_id: org.orgId } },
     });
   });
 
   it("opens a one-off payment for a credit pack, reusing the customer", async () => {
-    const before = (await fakeStripe.requests("/v1/customers")).length;
-    const res = await checkout(team.orgId, ownerToken, { price_id: catalog.pack.price.id, quantity: 3 });
+    const { org, token } = await freshOrg("PackCheckout");
+    // The first checkout creates the org's customer; the second must reuse it.
+    expect((await checkout(org.orgId, token, { price_id: catalog.pack.price.id })).status).toBe(200);
+    const customerId = (await customerOf(org.orgId))!;
+    expect(customerId).toMatch(/^cus_/);
+    const created = async () => (await fakeStripe.requests("/v1/customers")).filter((r) => r.method === "POST" && r.params.metadata?.org_id === org.orgId).length;
+    expect(await created()).toBe(1);
+    const res = await checkout(org.orgId, token, { price_id: catalog.pack.price.id, quantity: 3 });
     expect(res.status, res.raw).toBe(200);
-    expect((await fakeStripe.requests("/v1/customers")).length).toBe(before);
-    const params = await lastSessionRequest((await customerOf(team.orgId))!);
+    expect(await created()).toBe(1);
+    expect(await customerOf(org.orgId)).toBe(customerId);
+    const params = await lastSessionRequest(customerId);
     expect(params).toMatchObject({
       mode: "payment",
       line_items: [{ price: catalog.pack.price.id, quantity: "3" }],
@@ -156,11 +170,16 @@ describe("POST /api/orgs/{org_id}/billing/checkout", () => {
 
 describe("POST /api/orgs/{org_id}/billing/portal", () => {
   it("opens the portal for the org's customer", async () => {
-    const res = await call(`/api/orgs/${team.orgId}/billing/portal`, { token: ownerToken, json: { return_url: CANCEL } });
+    // An org of its own whose customer its first checkout created, as in production.
+    const { org, token } = await freshOrg("Portal");
+    expect((await checkout(org.orgId, token, { price_id: catalog.pack.price.id })).status).toBe(200);
+    const customerId = await customerOf(org.orgId);
+    expect(customerId).toMatch(/^cus_/);
+    const res = await call(`/api/orgs/${org.orgId}/billing/portal`, { token, json: { return_url: CANCEL } });
     expect(res.status, res.raw).toBe(200);
     expect(res.body).toEqual({ id: expect.stringMatching(/^bps_/), url: expect.any(String) });
     const portal = await fakeStripe.get<{ customer: string; return_url: string }>("billing_portal.session", res.body.id);
-    expect(portal).toMatchObject({ customer: await customerOf(team.orgId), return_url: CANCEL });
+    expect(portal).toMatchObject({ customer: customerId, return_url: CANCEL });
   });
 
   it("answers 409 while the org has no customer, 400 for a foreign return URL, 403 without billing.manage", async () => {
