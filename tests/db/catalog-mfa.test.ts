@@ -41,6 +41,16 @@ interface Result {
 
 const relations = await orgRelations();
 const results = new Map<string, Result>();
+
+// Storage has no org_id: an org's files are the objects whose first folder is the org's id.
+const STORAGE = {
+  select: `select md5(bucket_id || '/' || name) from storage.objects where split_part(name, '/', 1) = $1::text`,
+  insert: `insert into storage.objects (bucket_id, name, owner_id, metadata)
+           values ('org-files', $1::text || '/walk-' || gen_random_uuid() || '.txt', null, '{}') returning 1`,
+  update: `update storage.objects set user_metadata = user_metadata where split_part(name, '/', 1) = $1::text`,
+  // No delete: the platform refuses every direct DELETE on storage tables ("use the Storage API").
+};
+let storage: { seeded: number; stranger: Outcome; aal1: Record<string, Outcome>; aal2: Record<string, Outcome> };
 const name = (r: RelationInfo) => `${r.schema}.${r.table}`;
 
 beforeAll(async () => {
@@ -84,6 +94,13 @@ beforeAll(async () => {
         privileges: priv,
       });
     }
+    const storageAttempts = async (claims: Record<string, unknown>) => {
+      const out: Record<string, Outcome> = {};
+      for (const [cmd, sql] of Object.entries(STORAGE)) out[cmd] = await w.as(claims, sql, [ACME]);
+      return out;
+    };
+    const [{ n }] = await w.owner<{ n: number }>(`select count(*)::int as n from storage.objects where split_part(name, '/', 1) = $1`, [ACME]);
+    storage = { seeded: n, stranger: await w.as(outsider, STORAGE.select, [ACME]), aal1: await storageAttempts(aal1), aal2: await storageAttempts(aal2) };
   });
 });
 
@@ -141,5 +158,23 @@ describe("an aal1 member of an org that requires MFA, on every table and view wi
         }
       });
     }
+  });
+});
+
+describe("an aal1 member of an org that requires MFA, on the org's files (storage.objects under its folder)", () => {
+  it("the org has files, and a stranger reads none of them", () => {
+    expect(storage.seeded).toBeGreaterThan(0);
+    expect(fingerprints(storage.stranger)).toEqual([]);
+  });
+
+  it("select at aal1 returns none of them; at aal2 the same member reads them (allowed case)", () => {
+    expect(storage.aal1.select.ok ? fingerprints(storage.aal1.select) : storage.aal1.select.code).toEqual([]);
+    expect(fingerprints(storage.aal2.select).length).toBeGreaterThan(0);
+  });
+
+  it.each(["insert", "update"])("%s at aal1 is refused; at aal2 it goes through", (cmd) => {
+    expect(isDenied(storage.aal1[cmd]), JSON.stringify(storage.aal1[cmd])).toBe(true);
+    const o2 = storage.aal2[cmd];
+    expect(o2.ok && o2.rows > 0, JSON.stringify(o2)).toBe(true);
   });
 });
