@@ -4,7 +4,7 @@
 // `node --import tsx`), so a signal npm forwards reaches this process and nothing sits in between.
 import { stackConfig } from "./lib/env.ts";
 import { userToken } from "./lib/keys.ts";
-import { releaseLock, runningStack, writeLock } from "./lib/lock.ts";
+import { type LockInfo, releaseLock, runningStack, writeLock } from "./lib/lock.ts";
 import { SEED_API_KEYS, SEED_USERS } from "./lib/seed-users.ts";
 import { startStack } from "./lib/stack.ts";
 
@@ -85,7 +85,17 @@ if (starting.signal.aborted) {
   releaseLock(cfg.dataDir);
   process.exit(exitCode);
 }
-writeLock(cfg.dataDir, { pid: process.pid, dbUrl: stack.dbUrl, supabaseUrl: stack.supabaseUrl, functionsUrl: stack.functionsUrl });
+// The project's keys go in the lock too, so that `npm run token -- --anon` (or --service-role)
+// prints this stack's own keys: each signing has its own iat, and the worker compares the
+// service-role key as a string. The data folder already holds the database itself.
+writeLock(cfg.dataDir, {
+  pid: process.pid,
+  dbUrl: stack.dbUrl,
+  supabaseUrl: stack.supabaseUrl,
+  functionsUrl: stack.functionsUrl,
+  anonKey: stack.anonKey,
+  serviceRoleKey: stack.serviceRoleKey,
+} as LockInfo);
 
 const tokens = await Promise.all(
   SEED_USERS.map(async (u) => ({ ...u, token: await userToken(cfg.jwtSecret, u, { expiresIn: "24h" }) })),

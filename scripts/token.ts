@@ -4,12 +4,17 @@
 import { withClient } from "./lib/database.ts";
 import { databaseUrl, stackConfig } from "./lib/env.ts";
 import { projectKeys, userToken } from "./lib/keys.ts";
-import { runningStack } from "./lib/lock.ts";
+import { type LockInfo, runningStack } from "./lib/lock.ts";
 
 const args = process.argv.slice(2);
 const cfg = stackConfig();
+const running = runningStack(cfg.dataDir) as (LockInfo & { anonKey?: string; serviceRoleKey?: string }) | undefined;
 if (args.includes("--anon") || args.includes("--service-role")) {
-  const keys = await projectKeys(cfg.jwtSecret);
+  // The running stack's own keys (npm start keeps them in its lock): a key signed now has another
+  // iat, so it would differ from the key the stack compares (the worker's drain does, as a string).
+  const keys = running?.anonKey && running.serviceRoleKey
+    ? { anonKey: running.anonKey, serviceRoleKey: running.serviceRoleKey }
+    : await projectKeys(cfg.jwtSecret);
   console.log(args.includes("--anon") ? keys.anonKey : keys.serviceRoleKey);
   process.exit(0);
 }
@@ -19,7 +24,7 @@ if (!who) {
   process.exit(2);
 }
 const expiresAt = args.indexOf("--expires");
-const url = runningStack(cfg.dataDir)?.dbUrl ?? databaseUrl(cfg);
+const url = running?.dbUrl ?? databaseUrl(cfg);
 const user = await withClient(url, async (c) =>
   (await c.query(
     `select id, email, phone, raw_app_meta_data as app_metadata, raw_user_meta_data as user_metadata, is_anonymous
