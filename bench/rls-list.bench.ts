@@ -1,7 +1,11 @@
 // Benchmark: a member lists one org's rows through RLS, at 10,000 orgs and 1,000,000 rows,
 // against the same query as service_role with an explicit org_id filter, in the same run.
 // Both run the PostgREST request shape: one round trip of begin, claims and role, query, commit.
-// Target: RLS / baseline <= 1.15 at p50 and at p95.
+// After a warm-up of 100 requests a side, the 10,000 requests a side run in 5 alternating rounds
+// (bench/lib/rounds.ts: 2,000 member requests, then 2,000 service ones, the next round the other
+// way round); each round's p50 and p95 ratios are computed, and every request of both sides must
+// return the org's 100 rows. Target: the median over the rounds of RLS / baseline <= 1.15 at p50
+// and at p95.
 //
 // The seed is a handful of set-based statements with triggers off
 // (session_replication_role = replica), so one million rows take seconds, not minutes. What
@@ -17,12 +21,23 @@
 import pg from "pg";
 import { gotrueClaims } from "../scripts/lib/keys.ts";
 import { loadWithoutIndexes } from "./lib/bulk.ts";
-import { ms, summarize } from "./lib/stats.ts";
+import { request, resultOf, timedRequests } from "./lib/postgrest.ts";
+import { alternatingRounds, type Round, roundLines } from "./lib/rounds.ts";
+import { ms } from "./lib/stats.ts";
+import { type BenchResult, scaleParam } from "./lib/verdict.ts";
 
-const ORGS = Number(process.env.BENCH_ORGS ?? 10_000);
-const ROWS_PER_ORG = Number(process.env.BENCH_ROWS_PER_ORG ?? 100);
+const SCALE = {
+  orgs: scaleParam("orgs", "BENCH_ORGS", 10_000),
+  rowsPerOrg: scaleParam("rows per org", "BENCH_ROWS_PER_ORG", 100),
+  /** A side, over all rounds. */
+  iterations: scaleParam("requests a side", "BENCH_ITERATIONS", 10_000),
+  rounds: scaleParam("rounds", "BENCH_RLS_ROUNDS", 5),
+};
+const ORGS = SCALE.orgs.value;
+const ROWS_PER_ORG = SCALE.rowsPerOrg.value;
 const MEMBER_OF = 25; // the bench user belongs to this many orgs, so RLS has a real set to check
-const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 10_000); // a side; enough for a steady p95
+const PER_ROUND = Math.ceil(SCALE.iterations.value / SCALE.rounds.value); // a side, per round: enough for a steady p95
+const WARM_UP = 100;
 const TARGET = 1.15;
 
 const USER_ID = "dddddddd-0000-4000-8000-000000000001";
@@ -68,12 +83,7 @@ export async function seed(c: pg.Client) {
   await c.query("vacuum analyze");
 }
 
-function request(role: string, claims: object, query: string): string {
-  const lit = (s: string) => `'${s.replace(/'/g, "''")}'`;
-  return `begin; select set_config('request.jwt.claims', ${lit(JSON.stringify(claims))}, true), set_config('role', ${lit(role)}, true); ${query}; commit;`;
-}
-
-export async function run(url: string) {
+export async function run(url: string): Promise<BenchResult> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
@@ -83,7 +93,7 @@ export async function run(url: string) {
   }
 }
 
-async function measure(c: pg.Client) {
+async function measure(c: pg.Client): Promise<BenchResult> {
   const started = performance.now();
   await seed(c);
   const seedSeconds = (performance.now() - started) / 1000;
@@ -96,35 +106,35 @@ async function measure(c: pg.Client) {
     `select ${columns} from public.invitations where org_id = '${target}' order by created_at desc`);
 
   // Same answer both ways (the same rows in the same order), or the comparison means nothing.
-  const rows = async (sql: string) => {
-    const res = (await c.query(sql)) as unknown as pg.QueryResult[];
-    return res.find((r) => r.command === "SELECT" && r.fields.some((f) => f.name === "email"))!.rows;
-  };
+  const rows = async (sql: string) => resultOf(await c.query(sql), "email")!.rows;
   const [a, b] = [await rows(asMember), await rows(asService)];
   if (a.length !== ROWS_PER_ORG || JSON.stringify(a) !== JSON.stringify(b)) {
     throw new Error(`the two sides answer differently: member ${a.length} rows, service ${b.length} rows`);
   }
 
-  const member: number[] = [];
-  const service: number[] = [];
-  for (let i = 0; i < 200; i++) await c.query(i % 2 ? asMember : asService); // warm-up
-  for (let i = 0; i < ITERATIONS; i++) {
-    // Interleaved, so drift on a shared machine hits both sides alike.
-    for (const [sql, out] of (i % 2 ? [[asMember, member], [asService, service]] : [[asService, service], [asMember, member]]) as [string, number[]][]) {
-      const t0 = performance.now();
-      await c.query(sql);
-      out.push(performance.now() - t0);
-    }
-  }
+  const side = (sql: string) => (round: Round) =>
+    timedRequests(c, sql, round.warmUp ? WARM_UP : PER_ROUND, (res) => resultOf(res, "email")?.rowCount ?? 0);
+  const r = await alternatingRounds({
+    rounds: SCALE.rounds.value,
+    pipeline: side(asMember),
+    baseline: side(asService),
+    expect: (round) => {
+      const n = round.warmUp ? WARM_UP : PER_ROUND;
+      return { requests: n, rows: n * ROWS_PER_ORG };
+    },
+    compare: (m, s) => ({ p50: m.p50 / s.p50, p95: m.p95 / s.p95 }),
+  });
 
-  const m = summarize(member);
-  const s = summarize(service);
-  const p50 = m.p50 / s.p50;
-  const p95 = m.p95 / s.p95;
-  const met = p50 <= TARGET && p95 <= TARGET;
-  console.log(`\nRLS list: ${ORGS.toLocaleString()} orgs, ${(ORGS * ROWS_PER_ORG).toLocaleString()} rows (seeded in ${seedSeconds.toFixed(1)} s), ${ITERATIONS} requests each`);
-  console.log(`  member through RLS      p50 ${ms(m.p50)}  p95 ${ms(m.p95)}`);
-  console.log(`  service_role + org_id   p50 ${ms(s.p50)}  p95 ${ms(s.p95)}`);
-  console.log(`  ratio p50 ${p50.toFixed(3)}  p95 ${p95.toFixed(3)}  (target <= ${TARGET} at both: ${met ? "met" : "MISSED"})`);
-  return { name: "rls-list", ratio: Math.max(p50, p95), target: TARGET, met, note: `p50 ${p50.toFixed(3)}, p95 ${p95.toFixed(3)}` };
+  console.log(`\nRLS list: ${ORGS.toLocaleString()} orgs, ${(ORGS * ROWS_PER_ORG).toLocaleString()} rows (seeded in ${seedSeconds.toFixed(1)} s), ` +
+    `${PER_ROUND * SCALE.rounds.value} requests a side in ${SCALE.rounds.value} alternating rounds (pipeline: member through RLS; baseline: service_role + org_id)`);
+  for (const l of roundLines(r, (x) => `member p50 ${ms(x.pipeline.p50)} p95 ${ms(x.pipeline.p95)}, service p50 ${ms(x.baseline.p50)} p95 ${ms(x.baseline.p95)}`)) console.log(l);
+  return {
+    name: "rls-list",
+    scale: Object.values(SCALE),
+    gates: [
+      { label: "p50 ratio (median)", value: r.medians.p50, op: "<=", target: TARGET },
+      { label: "p95 ratio (median)", value: r.medians.p95, op: "<=", target: TARGET },
+    ],
+    failures: r.unequal,
+  };
 }

@@ -6,7 +6,9 @@
 //    an AI job whose outcome comes back through the outbox), the video job made, started
 //    (validated and admitted), its first provider failing so it falls back once, the output
 //    stored — against the gateway's bare job path in the same run: video jobs admitted straight
-//    to the local provider and stored. Same concurrency, alternating rounds, the median ratio.
+//    to the local provider and stored. Same concurrency, alternating rounds after a warm-up of 8
+//    a side (bench/lib/rounds.ts), the median ratio. Every round, each side's jobs must all have
+//    completed (counted by their ids), and every video must have fallen back exactly once.
 //    Target >= 0.5.
 // 2. Validator: the time to check a 100 MB MP4 (moov after the media data, the worst case) for a
 //    platform, read from Storage by byte ranges; and the same check on the bytes in memory.
@@ -36,11 +38,18 @@ import { startFakeAi } from "../scripts/fakes/ai.ts";
 import { startGateway } from "../scripts/platform/gateway.ts";
 import { craftMp4 } from "../tests/helpers/mp4.ts";
 import { freePort } from "../tests/setup/free-port.ts";
-import { pool, waitUntil } from "./lib/concurrency.ts";
+import { tallyBy, timedJobs, waitUntil } from "./lib/concurrency.ts";
+import { alternatingRounds, type Round, roundLines } from "./lib/rounds.ts";
 import { summarize } from "./lib/stats.ts";
+import { type BenchResult, scaleParam } from "./lib/verdict.ts";
 
-const JOBS = Number(process.env.BENCH_VIDEO_JOBS ?? 40);
-const ROUNDS = Number(process.env.BENCH_VIDEO_ROUNDS ?? 3);
+const SCALE = {
+  jobs: scaleParam("jobs a side per round", "BENCH_VIDEO_JOBS", 40),
+  rounds: scaleParam("rounds", "BENCH_VIDEO_ROUNDS", 3),
+};
+const JOBS = SCALE.jobs.value;
+const ROUNDS = SCALE.rounds.value;
+const WARM_UP = 8;
 const VALIDATOR_RUNS = Number(process.env.BENCH_VIDEO_VALIDATOR_RUNS ?? 20);
 const CONCURRENCY = 8;
 const ORGS = 8;
@@ -77,7 +86,7 @@ async function seed(c: pg.Client, fakeUrl: string) {
   await c.query(`insert into video.tier_prices (tier_key, per_units, inr_minor, usd_cents, credits, effective_from) values ('bench', 100, 1500, 18, 18, now() - interval '1 day')`);
 }
 
-export async function run(url: string) {
+export async function run(url: string): Promise<BenchResult> {
   const fake = await startFakeAi();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "plinth-video-bench-"));
   const gateway = await startGateway({ port: await freePort(), dbUrl: url, jwtSecret: SECRET, dataDir, functionsUpstream: "http://127.0.0.1:1", log: () => {} });
@@ -121,8 +130,8 @@ export async function run(url: string) {
   const count = async (sql: string) => Number((await c.query(sql)).rows[0].n);
   let serial = 0;
 
-  // One talking video: upload, wait for its validation, make the job.
-  async function oneVideo(i: number): Promise<void> {
+  // One talking video: upload, wait for its validation, make the job; its id.
+  async function oneVideo(i: number): Promise<string> {
     const o = i % ORGS;
     const name = `${orgId(o)}/bench/${serial++}.png`;
     await putObject(storage, "photos", name, PHOTO, "image/png");
@@ -134,51 +143,37 @@ export async function run(url: string) {
       return !!photo;
     });
     // As the member through the api: the job and its start in one transaction.
-    await asUser(db, gotrueClaims({ id: userId(o), email: `bench${o}@video.test` }) as Claims, async (tx) => {
+    return await asUser(db, gotrueClaims({ id: userId(o), email: `bench${o}@video.test` }) as Claims, async (tx) => {
       const { job_id } = (await sql<{ job_id: string }>`
         select job_id from video.create_job(${orgId(o)}, 'bench', ${photo}, ${JSON.stringify({ text: "Hello from the bench, twice as fast.", voice: "v" })}::jsonb)`.execute(tx)).rows[0];
       await enqueue(sender, tx, "video.start", { job_id }, { singletonKey: job_id });
+      return job_id;
     });
   }
 
-  async function videoRound(n: number): Promise<number> {
-    const before = await count(`select count(*) as n from video.jobs where status = 'completed'`);
-    const t0 = performance.now();
-    await pool(n, CONCURRENCY, oneVideo);
-    await waitUntil(async () => (await count(`select count(*) as n from video.jobs where status = 'completed'`)) >= before + n);
-    const failed = await count(`select count(*) as n from video.jobs where status not in ('completed')`);
-    if (failed) throw new Error(`${failed} videos did not complete`);
-    return n / ((performance.now() - t0) / 1000);
-  }
+  const videoRound = (n: number) => timedJobs(n, CONCURRENCY, oneVideo, tallyBy(c, `select count(*) filter (where status in ('completed', 'failed', 'rejected', 'canceled')) as finished,
+    count(*) filter (where status = 'completed') as ok from video.jobs where id = any($1::uuid[])`));
 
-  async function bareRound(n: number): Promise<number> {
-    const before = await count(`select count(*) as n from ai.jobs where source = 'bench' and status = 'succeeded'`);
-    const t0 = performance.now();
-    await pool(n, CONCURRENCY, (i) => asService(db, async (tx) => {
-      const o = i % ORGS;
-      await admitJob(tx, sender, { orgId: orgId(o), userId: userId(o), apiKeyId: null }, {
-        modality: "video", model: "local-video", source: "bench",
-        input: { prompt: "A talking portrait", script: { text: "Hello from the bench, twice as fast.", voice: "v" }, duration_seconds: 4 },
-      });
-    }));
-    await waitUntil(async () => (await count(`select count(*) as n from ai.jobs where source = 'bench' and status = 'succeeded'`)) >= before + n);
-    return n / ((performance.now() - t0) / 1000);
-  }
+  const bareRound = (n: number) => timedJobs(n, CONCURRENCY, (i) => asService(db, async (tx) => {
+    const o = i % ORGS;
+    return (await admitJob(tx, sender, { orgId: orgId(o), userId: userId(o), apiKeyId: null }, {
+      modality: "video", model: "local-video", source: "bench",
+      input: { prompt: "A talking portrait", script: { text: "Hello from the bench, twice as fast.", voice: "v" }, duration_seconds: 4 },
+    })).job.id;
+  }), tallyBy(c, `select count(*) filter (where status in ('succeeded', 'failed', 'canceled')) as finished,
+    count(*) filter (where status = 'succeeded') as ok from ai.jobs where id = any($1::uuid[])`));
 
-  await videoRound(8);
-  await bareRound(8);
-  const ratios: number[] = [];
-  const rates: { video: number; bare: number }[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const [first, second] = r % 2 === 0 ? [bareRound, videoRound] : [videoRound, bareRound];
-    const a = await first(JOBS);
-    const b = await second(JOBS);
-    const round = first === bareRound ? { bare: a, video: b } : { video: a, bare: b };
-    rates.push(round);
-    ratios.push(round.video / round.bare);
-  }
-  const ratio = [...ratios].sort((x, y) => x - y)[Math.floor(ratios.length / 2)];
+  const jobs = (round: Round) => (round.warmUp ? WARM_UP : JOBS);
+  const r = await alternatingRounds({
+    rounds: ROUNDS,
+    pipeline: (round) => videoRound(jobs(round)),
+    baseline: (round) => bareRound(jobs(round)),
+    expect: (round) => ({ jobs: jobs(round), succeeded: jobs(round) }),
+    compare: (v, b) => ({ ratio: v.rate / b.rate }),
+  });
+  const videos = WARM_UP + ROUNDS * JOBS;
   const fallbacks = await count(`select count(*) as n from ai.attempts a join ai.jobs j on j.id = a.job_id where j.source = 'video' and a.kind = 'fallback'`);
+  const failures = [...r.unequal, ...(fallbacks === videos ? [] : [`${fallbacks} fallbacks for ${videos} videos (one each expected)`])];
 
   // Validator: a 100 MB MP4 with its moov at the end, in Storage.
   const big = craftMp4({ width: 1080, height: 1920, seconds: 60, fps: 30, moovFirst: false, mdatBytes: 100 * 1024 * 1024 });
@@ -210,8 +205,13 @@ export async function run(url: string) {
   fs.rmSync(dataDir, { recursive: true, force: true });
 
   console.log("\nvideo: talking videos end to end (upload validated with a face check, job, one fallback, output stored) vs the gateway's bare video job");
-  for (const [i, r] of rates.entries()) console.log(`  round ${i + 1}: ${r.video.toFixed(1)} videos/s vs ${r.bare.toFixed(1)} bare jobs/s (ratio ${(r.video / r.bare).toFixed(3)})`);
-  console.log(`  fallbacks made: ${fallbacks} (one per video)`);
+  for (const l of roundLines(r, (x) => `${x.pipeline.rate.toFixed(1)} videos/s vs ${x.baseline.rate.toFixed(1)} bare jobs/s`)) console.log(l);
+  console.log(`  fallbacks made: ${fallbacks} for ${videos} videos (one per video)`);
   console.log(`  validator, 100 MB MP4 (moov last) from Storage by ranges: p50 ${storageMs.p50.toFixed(1)} ms, p95 ${storageMs.p95.toFixed(1)} ms; in memory p50 ${memoryMs.p50.toFixed(2)} ms`);
-  return { name: "video", ratio, target: TARGET, met: ratio >= TARGET, higherIsBetter: true };
+  return {
+    name: "video",
+    scale: Object.values(SCALE),
+    gates: [{ label: "median ratio", value: r.medians.ratio, op: ">=", target: TARGET }],
+    failures,
+  };
 }

@@ -14,26 +14,20 @@ import { run as rlsList } from "../bench/rls-list.bench.ts";
 import { run as video } from "../bench/video.bench.ts";
 import { run as webhooks } from "../bench/webhooks.bench.ts";
 
-// Benches not yet on bench/lib/verdict.ts report { ratio, target, met }: shown, gated as before (transitional).
-type Legacy = { name: string; ratio: number; target: number; met: boolean; higherIsBetter?: boolean };
-const legacy = (run: (url: string) => Promise<Legacy>) => async (url: string): Promise<BenchResult> => {
-  const r = await run(url);
-  return { name: r.name, scale: [], gates: [{ label: "ratio", value: r.ratio, op: r.higherIsBetter ? ">=" : "<=", target: r.target }], failures: r.met ? [] : ["legacy verdict: MISSED"] };
-};
 const benches: { name: string; run: (url: string) => Promise<BenchResult>; durable?: boolean }[] = [
-  { name: "rls-list", run: legacy(rlsList) },
+  { name: "rls-list", run: rlsList },
   // Commit-heavy on both sides: measured with fsync on, as a real database runs.
   { name: "credits", run: credits, durable: true },
   // Three commits per delivery against none in the bare loop: also measured with fsync on.
-  { name: "webhooks", run: legacy(webhooks), durable: true },
+  { name: "webhooks", run: webhooks, durable: true },
   // Both sides commit per job (admission vs a bare send): measured with fsync on.
-  { name: "ai", run: legacy(ai), durable: true },
+  { name: "ai", run: ai, durable: true },
   // Delivery, not commit durability, is measured: one small commit per message against none.
-  { name: "realtime", run: legacy(realtime) },
+  { name: "realtime", run: realtime },
   // Read latency through RLS against the service role (no commits on either side measured).
-  { name: "content", run: legacy(content) },
+  { name: "content", run: content },
   // Both sides commit per job (a video's validation, admission and runs vs a bare video job): fsync on.
-  { name: "video", run: legacy(video), durable: true },
+  { name: "video", run: video, durable: true },
 ];
 const selected = selectBenches(benches, process.argv[2]);
 if (!selected) {
