@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { gotrueClaims } from "../../scripts/lib/keys.ts";
-import { PUBLIC_BY_DESIGN, commandsFor, isDenied, orgRelations, rowToCopy, walk, type Outcome, type RelationInfo } from "../helpers/catalog.ts";
+import { PUBLIC_BY_DESIGN, UNSEEDED, commandsFor, isDenied, orgRelations, rowToCopy, walk, type Outcome, type RelationInfo } from "../helpers/catalog.ts";
 
 const ACME = "a0000000-0000-4000-8000-00000000a000";
 // alice owns acme: the most privileged member, so anything she cannot do at aal1 is the MFA rule.
@@ -24,11 +24,6 @@ const AAL1_MAY_READ: Record<string, { where: string; why: string }> = {
     where: `user_id = '${alice.id}'`,
     why: "their own membership row, so my_orgs can show the org as blocked (docs/tenancy.md, MFA)",
   },
-};
-
-/** Relations the seed leaves empty for acme, and why (so the read checks would be vacuous there). */
-const UNSEEDED: Record<string, string> = {
-  "content.template_gallery": "the gallery lists published templates; the seed publishes none for acme",
 };
 
 interface Result {
