@@ -220,12 +220,19 @@ describe("assigning and removing custom roles", () => {
     await addMember(other.orgId, team.admin, "admin");
     const role = await insertRole(team.admin, team.orgId, { key: "billing_clerk", rank: 15, permissions: ["billing.manage"] });
     await rpc(team.admin, "set_member_role", { p_org_id: team.orgId, p_user_id: team.member.id, p_role: "billing_clerk" });
-    const moved = await as(team.admin, (c) => c.query("update public.org_roles set org_id = $2 where id = $1", [role.id, other.orgId])).then(
-      (r) => r.rowCount,
-      (e: { code?: string }) => e.code,
+    // Clients have no update grant on org_id at all.
+    await expectSqlError(
+      as(team.admin, (c) => c.query("update public.org_roles set org_id = $2 where id = $1", [role.id, other.orgId])),
+      "42501",
+      /permission denied for table org_roles/,
     );
-    // Refused outright (42501 / 23503) or filtered out (0 rows): either way the role stays put.
-    expect(moved === 0 || moved === "23503" || moved === "42501", `moving an assigned role to another org returned ${moved}`).toBe(true);
+    expect((await roleRow(role.id)).org_id).toBe(team.orgId);
+    // And a writer that has one (the database owner, the service role) meets the in-use guard.
+    await expectSqlError(
+      admin.query("update public.org_roles set org_id = $2 where id = $1", [role.id, other.orgId]),
+      "23503",
+      /still assigned to members or pending invitations/,
+    );
     expect((await roleRow(role.id)).org_id).toBe(team.orgId);
     expect(await hasPermission(team.member, team.orgId, "billing.manage")).toBe(true);
   });
