@@ -5,10 +5,15 @@
 //     exactly what a signed-in stranger gets: nothing of the org;
 //   - the same call at aal2 passes the permission check (it succeeds, or meets the listed
 //     non-permission error), and a read answers more than the stranger gets. So the aal1
-//     refusal is the MFA rule and the walk can fail.
+//     refusal is the MFA rule and the walk can fail;
+//   - acme's viewer gets the listed outcome (the lowest role: refused wherever a permission
+//     beyond content.read is needed);
+//   - globex's owner learns no more than a stranger, and a globex API key with every scope is
+//     refused (or learns no more than a stranger).
 // (anon is refused every function in exposed schemas: tests/db/schema-conventions.test.ts.)
 // One transaction turns on acme's require_mfa and is rolled back; every call runs in its own
 // rolled-back savepoint, so even delete_org at aal2 leaves nothing behind.
+import { randomBytes, randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { gotrueClaims } from "../../scripts/lib/keys.ts";
 import { authenticatedRpcs, walk, type Outcome } from "../helpers/catalog.ts";
@@ -50,6 +55,11 @@ interface OrgCall {
   aal1: "42501" | "PT404" | "stranger";
   /** At aal2: "ok", or the SQLSTATE of a check that comes after the permission check. */
   aal2?: "ok" | string;
+  /**
+   * What acme's viewer (content.read only) gets at aal2: "ok", or the SQLSTATE refusing them
+   * (PT404 where the object is someone else's, such as another member's job).
+   */
+  viewer: "ok" | "42501" | "PT404";
 }
 type Entry = OrgCall | { callerOnly: string };
 
@@ -67,70 +77,71 @@ const RPCS: Record<string, Entry> = {
   "video.quote": { callerOnly: "prices of the global tiers; no org data" },
   "video.request_privacy": { callerOnly: "the caller's own privacy request (export or erasure of their data)" },
 
-  "public.update_org": { args: () => ({ p_org_id: ACME, p_name: "Walked" }), aal1: "42501" },
-  "public.delete_org": { args: () => ({ p_org_id: ACME, p_confirm_slug: "acme" }), aal1: "42501" },
-  "public.set_member_role": { args: () => ({ p_org_id: ACME, p_user_id: users.mia.id, p_role: "viewer" }), aal1: "42501" },
-  "public.remove_member": { args: () => ({ p_org_id: ACME, p_user_id: users.mia.id }), aal1: "42501" },
-  "public.leave_org": { as: "mia", args: () => ({ p_org_id: ACME }), aal1: "42501" },
-  "public.transfer_ownership": { args: () => ({ p_org_id: ACME, p_new_owner: users.adam.id }), aal1: "42501" },
-  "public.invite_member": { args: () => ({ p_org_id: ACME, p_email: "walk@walk.test", p_role: "member" }), aal1: "42501" },
-  "public.revoke_invitation": { args: (x) => ({ p_invitation_id: x.invitation }), aal1: "42501" },
-  "public.create_api_key": { args: () => ({ p_org_id: ACME, p_name: "walk", p_scopes: "{content.read}" }), aal1: "42501" },
-  "public.revoke_api_key": { args: (x) => ({ p_api_key_id: x.apiKey }), aal1: "42501" },
-  "public.set_api_keys_survive_creator": { args: () => ({ p_org_id: ACME, p_survive: true }), aal1: "42501" },
+  "public.update_org": { args: () => ({ p_org_id: ACME, p_name: "Walked" }), aal1: "42501", viewer: "42501" },
+  "public.delete_org": { args: () => ({ p_org_id: ACME, p_confirm_slug: "acme" }), aal1: "42501", viewer: "42501" },
+  "public.set_member_role": { args: () => ({ p_org_id: ACME, p_user_id: users.mia.id, p_role: "viewer" }), aal1: "42501", viewer: "42501" },
+  "public.remove_member": { args: () => ({ p_org_id: ACME, p_user_id: users.mia.id }), aal1: "42501", viewer: "42501" },
+  "public.leave_org": { as: "mia", args: () => ({ p_org_id: ACME }), aal1: "42501", viewer: "ok" },
+  "public.transfer_ownership": { args: () => ({ p_org_id: ACME, p_new_owner: users.adam.id }), aal1: "42501", viewer: "42501" },
+  "public.invite_member": { args: () => ({ p_org_id: ACME, p_email: "walk@walk.test", p_role: "member" }), aal1: "42501", viewer: "42501" },
+  "public.revoke_invitation": { args: (x) => ({ p_invitation_id: x.invitation }), aal1: "42501", viewer: "42501" },
+  "public.create_api_key": { args: () => ({ p_org_id: ACME, p_name: "walk", p_scopes: "{content.read}" }), aal1: "42501", viewer: "42501" },
+  "public.revoke_api_key": { args: (x) => ({ p_api_key_id: x.apiKey }), aal1: "42501", viewer: "42501" },
+  "public.set_api_keys_survive_creator": { args: () => ({ p_org_id: ACME, p_survive: true }), aal1: "42501", viewer: "42501" },
   "public.create_webhook_endpoint": {
     args: () => ({ p_org_id: ACME, p_url: "https://example.com/walk", p_event_types: "{member.joined}" }),
-    aal1: "42501",
+    aal1: "42501", viewer: "42501",
   },
-  "public.update_webhook_endpoint": { args: () => ({ p_endpoint_id: ENDPOINT, p_description: "walked" }), aal1: "42501" },
-  "public.delete_webhook_endpoint": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501" },
-  "public.rotate_webhook_secret": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501" },
-  "public.replay_webhook_message": { args: (x) => ({ p_message_id: x.message }), aal1: "42501" },
-  "public.recover_webhook_messages": { args: () => ({ p_org_id: ACME, p_since: "2000-01-01T00:00:00Z" }), aal1: "42501" },
-  "public.send_test_webhook": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501" },
-  "public.mark_read": { args: () => ({ p_ids: uuidArray([NOTIFICATION]) }), aal1: "PT404" },
-  "public.mark_all_read": { args: () => ({ p_org_id: ACME }), aal1: "stranger" },
+  "public.update_webhook_endpoint": { args: () => ({ p_endpoint_id: ENDPOINT, p_description: "walked" }), aal1: "42501", viewer: "42501" },
+  "public.delete_webhook_endpoint": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501", viewer: "42501" },
+  "public.rotate_webhook_secret": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501", viewer: "42501" },
+  "public.replay_webhook_message": { args: (x) => ({ p_message_id: x.message }), aal1: "42501", viewer: "42501" },
+  "public.recover_webhook_messages": { args: () => ({ p_org_id: ACME, p_since: "2000-01-01T00:00:00Z" }), aal1: "42501", viewer: "42501" },
+  "public.send_test_webhook": { args: () => ({ p_endpoint_id: ENDPOINT }), aal1: "42501", viewer: "42501" },
+  "public.mark_read": { args: () => ({ p_ids: uuidArray([NOTIFICATION]) }), aal1: "PT404", viewer: "PT404" },
+  "public.mark_all_read": { args: () => ({ p_org_id: ACME }), aal1: "stranger", viewer: "ok" },
 
-  "billing.current_plan": { args: () => ({ p_org_id: ACME }), aal1: "stranger" },
-  "billing.entitled": { args: () => ({ p_org_id: ACME, p_feature: "custom_domain" }), aal1: "stranger" },
-  "billing.limit_of": { args: () => ({ p_org_id: ACME, p_key: "seats" }), aal1: "stranger" },
-  "billing.summary": { args: () => ({ p_org_id: ACME }), aal1: "PT404" },
+  "billing.current_plan": { args: () => ({ p_org_id: ACME }), aal1: "stranger", viewer: "ok" },
+  "billing.entitled": { args: () => ({ p_org_id: ACME, p_feature: "custom_domain" }), aal1: "stranger", viewer: "ok" },
+  "billing.limit_of": { args: () => ({ p_org_id: ACME, p_key: "seats" }), aal1: "stranger", viewer: "ok" },
+  "billing.summary": { args: () => ({ p_org_id: ACME }), aal1: "PT404", viewer: "42501" },
 
-  "ai.cancel_job": { args: () => ({ p_job_id: AI_JOB }), aal1: "PT404" },
-  "ai.cancel_batch": { args: () => ({ p_batch_id: AI_BATCH }), aal1: "PT404" },
+  "ai.cancel_job": { args: () => ({ p_job_id: AI_JOB }), aal1: "PT404", viewer: "PT404" },
+  "ai.cancel_batch": { args: () => ({ p_batch_id: AI_BATCH }), aal1: "PT404", viewer: "PT404" },
 
-  "content.push_updates": { args: () => ({ p_document_id: DOC, p_updates: "{AAA=}" }), aal1: "PT404" },
-  "content.load_live": { args: () => ({ p_document_id: DOC }), aal1: "stranger" },
-  "content.pin_version": { args: (x) => ({ p_version_id: x.version }), aal1: "PT404" },
-  "content.add_comment": { args: () => ({ p_document_id: DOC, p_body: JSON.stringify(BODY) }), aal1: "PT404" },
-  "content.edit_comment": { as: "mia", args: () => ({ p_comment_id: COMMENT, p_body: JSON.stringify(BODY) }), aal1: "PT404" },
-  "content.delete_comment": { as: "mia", args: () => ({ p_comment_id: COMMENT }), aal1: "PT404" },
-  "content.resolve_thread": { args: () => ({ p_thread_id: THREAD }), aal1: "PT404" },
-  "content.share_with_user": { args: () => ({ p_document_id: DOC, p_level: "view", p_user_id: gina }), aal1: "PT404" },
-  "content.share_with_role": { args: () => ({ p_document_id: DOC, p_role: "viewer", p_level: "comment" }), aal1: "PT404" },
-  "content.create_link": { args: () => ({ p_document_id: DOC }), aal1: "PT404" },
-  "content.revoke_share": { args: () => ({ p_share_id: LINK_SHARE }), aal1: "PT404" },
-  "content.my_access": { args: () => ({ p_document_id: DOC }), aal1: "stranger" },
-  "content.fork_document": { args: () => ({ p_document_id: DOC, p_target_org_id: ACME }), aal1: "PT404" },
-  "content.use_template": { args: () => ({ p_template_id: DOC, p_target_org_id: ACME }), aal1: "PT404" },
-  "content.update_document": { args: () => ({ p_document_id: DOC, p_title: "Walked" }), aal1: "PT404" },
-  "content.delete_document": { args: () => ({ p_document_id: DOC }), aal1: "PT404" },
-  "content.search_documents": { args: () => ({ p_query: "brand voice", p_org_id: ACME }), aal1: "stranger" },
-  "content.remove_asset": { args: () => ({ p_asset_id: ASSET }), aal1: "PT404" },
+  "content.push_updates": { args: () => ({ p_document_id: DOC, p_updates: "{AAA=}" }), aal1: "PT404", viewer: "42501" },
+  "content.load_live": { args: () => ({ p_document_id: DOC }), aal1: "stranger", viewer: "ok" },
+  "content.pin_version": { args: (x) => ({ p_version_id: x.version }), aal1: "PT404", viewer: "42501" },
+  "content.add_comment": { args: () => ({ p_document_id: DOC, p_body: JSON.stringify(BODY) }), aal1: "PT404", viewer: "ok" },
+  "content.edit_comment": { as: "mia", args: () => ({ p_comment_id: COMMENT, p_body: JSON.stringify(BODY) }), aal1: "PT404", viewer: "42501" },
+  "content.delete_comment": { as: "mia", args: () => ({ p_comment_id: COMMENT }), aal1: "PT404", viewer: "42501" },
+  "content.resolve_thread": { args: () => ({ p_thread_id: THREAD }), aal1: "PT404", viewer: "ok" },
+  "content.share_with_user": { args: () => ({ p_document_id: DOC, p_level: "view", p_user_id: gina }), aal1: "PT404", viewer: "42501" },
+  "content.share_with_role": { args: () => ({ p_document_id: DOC, p_role: "viewer", p_level: "comment" }), aal1: "PT404", viewer: "42501" },
+  "content.create_link": { args: () => ({ p_document_id: DOC }), aal1: "PT404", viewer: "42501" },
+  "content.revoke_share": { args: () => ({ p_share_id: LINK_SHARE }), aal1: "PT404", viewer: "42501" },
+  "content.my_access": { args: () => ({ p_document_id: DOC }), aal1: "stranger", viewer: "ok" },
+  "content.fork_document": { args: () => ({ p_document_id: DOC, p_target_org_id: ACME }), aal1: "PT404", viewer: "42501" },
+  "content.use_template": { args: () => ({ p_template_id: DOC, p_target_org_id: ACME }), aal1: "PT404", viewer: "42501" },
+  "content.update_document": { args: () => ({ p_document_id: DOC, p_title: "Walked" }), aal1: "PT404", viewer: "42501" },
+  "content.delete_document": { args: () => ({ p_document_id: DOC }), aal1: "PT404", viewer: "42501" },
+  "content.search_documents": { args: () => ({ p_query: "brand voice", p_org_id: ACME }), aal1: "stranger", viewer: "ok" },
+  "content.remove_asset": { args: () => ({ p_asset_id: ASSET }), aal1: "PT404", viewer: "42501" },
 
-  "video.create_upload": { args: () => ({ p_org_id: ACME, p_filename: "walk.jpg" }), aal1: "42501" },
-  "video.delete_upload": { args: () => ({ p_upload_id: UPLOAD }), aal1: "PT404" },
-  "video.create_job": { args: () => ({ p_org_id: ACME, p_tier: "balanced", p_photo_id: UPLOAD, p_script: JSON.stringify({ text: "Hello" }) }), aal1: "42501" },
-  "video.cancel_job": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "PT404" },
-  "video.retry_job": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "PT404", aal2: "PT409" },
-  "video.job_attempts": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "stranger" },
+  "video.create_upload": { args: () => ({ p_org_id: ACME, p_filename: "walk.jpg" }), aal1: "42501", viewer: "42501" },
+  "video.delete_upload": { args: () => ({ p_upload_id: UPLOAD }), aal1: "PT404", viewer: "PT404" },
+  "video.create_job": { args: () => ({ p_org_id: ACME, p_tier: "balanced", p_photo_id: UPLOAD, p_script: JSON.stringify({ text: "Hello" }) }), aal1: "42501", viewer: "42501" },
+  "video.cancel_job": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "PT404", viewer: "PT404" },
+  "video.retry_job": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "PT404", aal2: "PT409", viewer: "PT404" },
+  "video.job_attempts": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "stranger", viewer: "ok" },
 
-  "notify.verify_audit_chain": { args: () => ({ p_org_id: ACME }), aal1: "42501" },
-  "notify.audit_chain_head": { args: () => ({ p_org_id: ACME }), aal1: "42501" },
+  "notify.verify_audit_chain": { args: () => ({ p_org_id: ACME }), aal1: "42501", viewer: "42501" },
+  "notify.audit_chain_head": { args: () => ({ p_org_id: ACME }), aal1: "42501", viewer: "42501" },
 };
 
 const rpcs = await authenticatedRpcs();
-const results = new Map<string, { aal1: Outcome; aal2: Outcome; stranger: Outcome }>();
+const results = new Map<string, { aal1: Outcome; aal2: Outcome; stranger: Outcome; otherOwner: Outcome; otherKey: Outcome; viewer: Outcome }>();
+const victor = { id: "a0000000-0000-4000-8000-000000000004", email: "victor@acme.test" }; // acme's viewer
 
 function callSql(fn: string, args: Record<string, unknown>) {
   const names = Object.keys(args);
@@ -151,6 +162,13 @@ beforeAll(async () => {
     // Fixtures the seed lacks, inside the rolled-back walk: DOC is also an org template, and
     // alice's AI job (behind VIDEO_JOB's run) has a main attempt for job_attempts to list.
     await w.owner("update content.documents set is_template = true where id = $1", [DOC]);
+    // A key of globex with every scope, made by globex's owner.
+    const otherKey = randomUUID();
+    await w.owner(
+      `insert into public.api_keys (id, org_id, name, prefix, secret_hash, scopes, created_by)
+       select $1, $2, 'walk', $3, $4, array(select key from public.permissions), $5`,
+      [otherKey, GLOBEX, randomBytes(6).toString("hex"), randomBytes(32), gina],
+    );
     await w.owner(
       `insert into ai.attempts select (jsonb_populate_record(null::ai.attempts,
          to_jsonb(a) || jsonb_build_object('id', gen_random_uuid(), 'job_id', $1::uuid, 'attempt_no', 1))).*
@@ -165,6 +183,9 @@ beforeAll(async () => {
         aal1: await w.as(gotrueClaims(who, { aal: "aal1" }), sql, params),
         aal2: await w.as(gotrueClaims(who, { aal: "aal2" }), sql, params),
         stranger: await w.as(gotrueClaims(outsider, { aal: "aal2" }), sql, params),
+        otherOwner: await w.as(gotrueClaims({ id: gina, email: "gina@globex.test" }, { aal: "aal2" }), sql, params),
+        otherKey: await w.as({ role: "authenticated", aud: "authenticated", api_key_id: otherKey }, sql, params),
+        viewer: await w.as(gotrueClaims(victor, { aal: "aal2" }), sql, params),
       });
     }
   });
@@ -191,6 +212,18 @@ describe("every RPC clients can call, for an org that requires MFA", () => {
       } else {
         expect(r.aal1.ok ? "succeeded" : r.aal1.code, shown(r.aal1)).toBe(e.aal1);
       }
+    });
+
+    it(`acme's viewer ${e.viewer === "ok" ? "may call it (allowed case)" : `is refused (${e.viewer})`}`, () => {
+      const r = results.get(fn)!;
+      expect(r.viewer.ok ? "ok" : r.viewer.code, shown(r.viewer)).toBe(e.viewer);
+    });
+
+    it("globex's owner gets what a stranger gets, and a globex key with every scope is refused or gets the same", () => {
+      const r = results.get(fn)!;
+      expect(shown(r.otherOwner)).toBe(shown(r.stranger));
+      if (r.otherKey.ok) expect(shown(r.otherKey)).toBe(shown(r.stranger));
+      else expect(["42501", "PT404"], shown(r.otherKey)).toContain(r.otherKey.code);
     });
 
     it("at aal2 passes the permission check (allowed case)", () => {
