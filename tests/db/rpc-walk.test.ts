@@ -9,7 +9,9 @@
 //   - acme's viewer gets the listed outcome (the lowest role: refused wherever a permission
 //     beyond content.read is needed);
 //   - globex's owner learns no more than a stranger, and a globex API key with every scope is
-//     refused (or learns no more than a stranger).
+//     refused (or learns no more than a stranger);
+//   - an acme API key, under every scope and each scope alone, does no more than a member whose
+//     custom role holds exactly the key's scopes.
 // (anon is refused every function in exposed schemas: tests/db/schema-conventions.test.ts.)
 // One transaction turns on acme's require_mfa and is rolled back; every call runs in its own
 // rolled-back savepoint, so even delete_org at aal2 leaves nothing behind.
@@ -148,8 +150,11 @@ function callSql(fn: string, args: Record<string, unknown>) {
   return { sql: `select * from ${fn}(${names.map((n, i) => `${n} => $${i + 1}`).join(", ")})`, params: names.map((n) => args[n]) };
 }
 
+const keyScopes = new Map<string, Map<string, { key: Outcome; member: Outcome }>>(); // scope set -> RPC -> outcomes
+
 beforeAll(async () => {
   const outsider: TestUser = await createUser();
+  const scoped: TestUser = await createUser();
   const one = async (sql: string, params: unknown[] = []) => (await admin.query(sql, params)).rows[0]?.id as string;
   const ctx: Ctx = {
     invitation: await one("select id from public.invitations where org_id = $1 and accepted_at is null limit 1", [ACME]),
@@ -162,19 +167,25 @@ beforeAll(async () => {
     // Fixtures the seed lacks, inside the rolled-back walk: DOC is also an org template, and
     // alice's AI job (behind VIDEO_JOB's run) has a main attempt for job_attempts to list.
     await w.owner("update content.documents set is_template = true where id = $1", [DOC]);
-    // A key of globex with every scope, made by globex's owner.
-    const otherKey = randomUUID();
-    await w.owner(
-      `insert into public.api_keys (id, org_id, name, prefix, secret_hash, scopes, created_by)
-       select $1, $2, 'walk', $3, $4, array(select key from public.permissions), $5`,
-      [otherKey, GLOBEX, randomBytes(6).toString("hex"), randomBytes(32), gina],
-    );
     await w.owner(
       `insert into ai.attempts select (jsonb_populate_record(null::ai.attempts,
          to_jsonb(a) || jsonb_build_object('id', gen_random_uuid(), 'job_id', $1::uuid, 'attempt_no', 1))).*
        from ai.attempts a where a.org_id = $2 and a.purpose = 'main' limit 1`,
       [AI_JOB, ACME],
     );
+    // A key of globex with every scope (made by globex's owner), and one of acme whose scopes
+    // change below (made by acme's owner), with a member of acme whose custom role always holds
+    // exactly the acme key's scopes.
+    const newKey = async (id: string, org: string, creator: string) =>
+      w.owner(
+        `insert into public.api_keys (id, org_id, name, prefix, secret_hash, scopes, created_by)
+         select $1, $2, 'walk', $3, $4, array(select key from public.permissions), $5`,
+        [id, org, randomBytes(6).toString("hex"), randomBytes(32), creator],
+      );
+    const otherKey = randomUUID();
+    const acmeKey = randomUUID();
+    await newKey(otherKey, GLOBEX, gina);
+    await newKey(acmeKey, ACME, users.alice.id);
     for (const [fn, e] of Object.entries(RPCS)) {
       if ("callerOnly" in e) continue;
       const { sql, params } = callSql(fn, e.args(ctx));
@@ -187,6 +198,23 @@ beforeAll(async () => {
         otherKey: await w.as({ role: "authenticated", aud: "authenticated", api_key_id: otherKey }, sql, params),
         viewer: await w.as(gotrueClaims(victor, { aal: "aal2" }), sql, params),
       });
+    }
+    await w.owner(`insert into public.org_roles (org_id, key, name, rank, permissions) values ($1, 'walk_scopes', 'Walk', 5, '{}')`, [ACME]);
+    await w.owner("insert into public.org_members (org_id, user_id, role) values ($1, $2, 'walk_scopes')", [ACME, scoped.id]);
+    const permissions = (await w.owner<{ key: string }>("select key from public.permissions order by key")).map((r) => r.key);
+    for (const [label, scopes] of [["every scope", permissions], ...permissions.map((p) => [`only ${p}`, [p]])] as [string, string[]][]) {
+      await w.owner("update public.api_keys set scopes = $1 where id = $2", [scopes, acmeKey]);
+      await w.owner("update public.org_roles set permissions = $1 where org_id = $2 and key = 'walk_scopes'", [scopes, ACME]);
+      const m = new Map<string, { key: Outcome; member: Outcome }>();
+      for (const [fn, e] of Object.entries(RPCS)) {
+        if ("callerOnly" in e) continue;
+        const { sql, params } = callSql(fn, e.args(ctx));
+        m.set(fn, {
+          key: await w.as({ role: "authenticated", aud: "authenticated", api_key_id: acmeKey }, sql, params),
+          member: await w.as(gotrueClaims(scoped, { aal: "aal2" }), sql, params),
+        });
+      }
+      keyScopes.set(label, m);
     }
   });
 });
@@ -226,11 +254,42 @@ describe("every RPC clients can call, for an org that requires MFA", () => {
       else expect(["42501", "PT404"], shown(r.otherKey)).toContain(r.otherKey.code);
     });
 
+    it("an acme key does no more, under each scope set, than a member whose role holds exactly those permissions", () => {
+      for (const [label, m] of keyScopes) {
+        const { key, member } = m.get(fn)!;
+        if (!key.ok) continue;
+        expect(member.ok, `${label}: the key succeeds, the member gets ${shown(member)}`).toBe(true);
+        if (e.aal1 === "stranger") expect([shown(member), shown(results.get(fn)!.stranger)], label).toContain(shown(key));
+      }
+    });
+
     it("at aal2 passes the permission check (allowed case)", () => {
       const r = results.get(fn)!;
       const want = e.aal2 ?? "ok";
       expect(r.aal2.ok ? "ok" : r.aal2.code, shown(r.aal2)).toBe(want);
       if (e.aal1 === "stranger") expect(shown(r.aal2)).not.toBe(shown(r.stranger));
     });
+  });
+});
+
+describe("an org API key on the org RPCs (every scope, and each scope alone)", () => {
+  const succeeded = (label: string) => [...keyScopes.get(label)!].filter(([, o]) => o.key.ok).map(([fn]) => fn);
+
+  it("with every scope, a key does the org's work (allowed case)", () => {
+    expect(succeeded("every scope")).toEqual(
+      expect.arrayContaining(["billing.summary", "content.update_document", "content.delete_document", "content.fork_document", "ai.cancel_job", "video.cancel_job"]),
+    );
+  });
+
+  it("with one scope, a key does no more than with every scope, and a write needs its scope", () => {
+    const all = new Set(succeeded("every scope"));
+    for (const label of keyScopes.keys()) expect(succeeded(label).filter((fn) => !all.has(fn)), label).toEqual([]);
+    expect(succeeded("only content.read")).not.toContain("content.update_document");
+    expect(succeeded("only content.write")).not.toContain("billing.summary");
+    expect(succeeded("only billing.manage")).toContain("billing.summary");
+  });
+
+  it("a key is refused every public RPC: they act for a person (docs/tenancy.md)", () => {
+    for (const label of keyScopes.keys()) expect(succeeded(label).filter((fn) => fn.startsWith("public.")), label).toEqual([]);
   });
 });

@@ -79,8 +79,19 @@ export type Outcome = { ok: true; rows: number; values: unknown[] } | { ok: fals
 export class Walk {
   constructor(readonly c: pg.PoolClient) {}
 
-  /** Runs sql as the caller in a savepoint that is always rolled back. */
+  /**
+   * Runs sql as the caller in a savepoint that is always rolled back. A deadlock with the
+   * stack's own workers (the dispatcher, say, while delete_org cascades) is retried: it says
+   * nothing about the caller's rights.
+   */
   async as(claims: Record<string, unknown>, sql: string, params: unknown[] = []): Promise<Outcome> {
+    for (let attempt = 1; ; attempt++) {
+      const o = await this.once(claims, sql, params);
+      if (o.ok || o.code !== "40P01" || attempt === 5) return o;
+    }
+  }
+
+  private async once(claims: Record<string, unknown>, sql: string, params: unknown[]): Promise<Outcome> {
     await this.c.query("savepoint walk_attempt");
     try {
       await this.c.query("select set_config('request.jwt.claims', $1, true), set_config('role', $2, true)", [
