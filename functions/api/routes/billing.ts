@@ -5,7 +5,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "kysely";
 import { aiMonthUsage } from "../../_shared/ai/usage.ts";
 import { isAllowedReturnUrl, stripeFor } from "../../_shared/billing/stripe.ts";
-import { asService, asUser, type Tx } from "../../_shared/db/client.ts";
+import { asService, asUser, type RequestMeta, type Tx } from "../../_shared/db/client.ts";
 import { ApiError } from "../../_shared/http/errors.ts";
 import type { ApiEnv } from "../context.ts";
 import { requestMeta, requireAuth, requireUser } from "../middleware.ts";
@@ -208,7 +208,7 @@ export function registerBilling(app: OpenAPIHono<ApiEnv>) {
 
     const stripe = stripeFor(cfg);
     const email = typeof principal.claims.email === "string" ? principal.claims.email : undefined;
-    const customerId = await ensureCustomer(db, stripe, org_id, ctx.orgName, email);
+    const customerId = await ensureCustomer(db, stripe, org_id, ctx.orgName, email, requestMeta(c));
     // Server-set, so the webhook grants what was sold even if the product changes meanwhile.
     const metadata: Record<string, string> = { org_id, plinth_price_id: body.price_id, plinth_quantity: String(body.quantity) };
     if (mode === "payment") metadata.plinth_credits = String(ctx.price.credits);
@@ -269,7 +269,9 @@ export function registerBilling(app: OpenAPIHono<ApiEnv>) {
 
 /**
  * The org's Stripe customer, created on first use with the org id in its metadata. The
- * idempotency key makes concurrent first checkouts get the same customer from Stripe.
+ * idempotency key makes concurrent first checkouts get the same customer from Stripe. The row is
+ * written as the service role (clients have no write grant), with the request's id, IP and user
+ * agent for its audit-log entry, as every change made through the api function has.
  */
 async function ensureCustomer(
   db: Parameters<typeof asService>[0],
@@ -277,6 +279,7 @@ async function ensureCustomer(
   orgId: string,
   orgName: string | undefined,
   email: string | undefined,
+  request: RequestMeta,
 ): Promise<string> {
   const existing = await asService(db, async (tx) => {
     const { rows } = await sql<{ stripe_customer_id: string }>`
@@ -289,6 +292,7 @@ async function ensureCustomer(
     { idempotencyKey: `plinth-customer-${orgId}` },
   ).catch(fromStripeError);
   return asService(db, async (tx) => {
+    await sql`select set_config('plinth.request', ${JSON.stringify(request)}, true)`.execute(tx);
     await sql`insert into billing.customers (org_id, stripe_customer_id, email)
               values (${orgId}::uuid, ${customer.id}, ${email ?? null}) on conflict (org_id) do nothing`.execute(tx);
     const { rows } = await sql<{ stripe_customer_id: string }>`
