@@ -141,6 +141,12 @@ const RPCS: Record<string, Entry> = {
   "notify.audit_chain_head": { args: () => ({ p_org_id: ACME }), aal1: "42501", viewer: "42501" },
 };
 
+/** Org RPCs that refuse another org's member with 42501 rather than PT404, and why that leaks nothing. */
+const REFUSED_AS_FORBIDDEN: Record<string, string> = {
+  "video.create_upload": "the same 'you need content.write in this org' for any org id, existing or not",
+  "video.create_job": "the same 'you need ai.use in this org' for any org id, existing or not",
+};
+
 const rpcs = await authenticatedRpcs();
 const results = new Map<string, { aal1: Outcome; aal2: Outcome; stranger: Outcome; otherOwner: Outcome; otherKey: Outcome; viewer: Outcome }>();
 const victor = { id: "a0000000-0000-4000-8000-000000000004", email: "victor@acme.test" }; // acme's viewer
@@ -247,9 +253,11 @@ describe("every RPC clients can call, for an org that requires MFA", () => {
       expect(r.viewer.ok ? "ok" : r.viewer.code, shown(r.viewer)).toBe(e.viewer);
     });
 
-    it("globex's owner gets what a stranger gets, and a globex key with every scope is refused or gets the same", () => {
+    it("globex's owner gets what a stranger gets (a refusal is PT404), and a globex key with every scope is refused or gets the same", () => {
       const r = results.get(fn)!;
       expect(shown(r.otherOwner)).toBe(shown(r.stranger));
+      // A refused call does not even confirm that acme's object exists.
+      if (e.aal1 !== "stranger") expect(r.otherOwner.ok ? "ok" : r.otherOwner.code, shown(r.otherOwner)).toBe(REFUSED_AS_FORBIDDEN[fn] ? "42501" : "PT404");
       if (r.otherKey.ok) expect(shown(r.otherKey)).toBe(shown(r.stranger));
       else expect(["42501", "PT404"], shown(r.otherKey)).toContain(r.otherKey.code);
     });
