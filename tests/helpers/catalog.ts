@@ -114,11 +114,16 @@ export class Walk {
   }
 }
 
-/** Runs fn in one transaction that is rolled back whatever happens. */
+/**
+ * Runs fn in one transaction that is rolled back whatever happens. Walks take turns (a
+ * transaction-scoped advisory lock): each holds locks on the seeded orgs' rows for its whole
+ * run (turning on acme's MFA rule, say), and two at once could wait on each other.
+ */
 export async function walk<T>(fn: (w: Walk) => Promise<T>): Promise<T> {
   const c = await admin.connect();
   try {
     await c.query("begin");
+    await c.query("select pg_advisory_xact_lock(hashtext('plinth.tests.catalog-walk'))");
     return await fn(new Walk(c));
   } finally {
     await c.query("rollback").catch(() => {});
