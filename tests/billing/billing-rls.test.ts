@@ -123,6 +123,24 @@ describe("billing history: only members with billing.manage read it", () => {
     }
   });
 
+  it("an org API key reads it only with the billing.manage scope, and only while live", async () => {
+    const { team, ids } = await seedHistory("KeyHistory");
+    const key = async (scopes: string[]) => {
+      const [k] = await select<{ api_key_id: string }>(team.owner, "select api_key_id from public.create_api_key(p_org_id => $1, p_name => 'billing key', p_scopes => $2)", [team.orgId, scopes]);
+      return { id: k.api_key_id, caller: { claims: { role: "authenticated", aud: "authenticated", api_key_id: k.api_key_id } } as Caller };
+    };
+    const billing = await key(["billing.manage"]);
+    const content = await key(["content.read", "content.write"]);
+    for (const { relation, key: column, expected } of HISTORY) {
+      expect(await keysAs(billing.caller, relation, column, team.orgId), `${relation} with billing.manage`).toEqual(expected(ids));
+      expect(await keysAs(content.caller, relation, column, team.orgId), `${relation} without it`).toEqual([]);
+    }
+    await select(team.owner, "select public.revoke_api_key($1)", [billing.id]);
+    for (const { relation, key: column } of HISTORY) {
+      expect(await keysAs(billing.caller, relation, column, team.orgId), `${relation} revoked`).toEqual([]);
+    }
+  });
+
   it("an owner whose session does not meet the org's MFA rule reads none of it; at aal2 they do", async () => {
     const { team, ids } = await seedHistory("MfaHistory");
     await admin.query("update public.orgs set require_mfa = true where id = $1", [team.orgId]);
