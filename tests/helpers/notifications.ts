@@ -4,10 +4,17 @@ import { admin } from "./db.ts";
 import { sleep } from "./http.ts";
 
 /**
+ * How long a test waits for the shared worker: generous (under vitest's 60 s test timeout, so
+ * the failure names what never happened), because every file's jobs go through
+ * one worker on a loaded machine. A wait is for an outcome, never a measure of speed.
+ */
+export const WORKER_WAIT_MS = 45_000;
+
+/**
  * Polls fn until it returns a truthy value or the timeout passes; returns the last value, which
  * the caller must assert. Prefer `waitFor`, which fails the test itself when the wait runs out.
  */
-export async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
+export async function eventually<T>(fn: () => Promise<T>, timeoutMs = WORKER_WAIT_MS): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -48,13 +55,6 @@ export async function insertNotification(orgId: string, userId: string, opts: { 
   );
   return rows[0].id;
 }
-
-/**
- * How long a test waits for the shared worker: generous (under vitest's 60 s test timeout, so
- * the failure names what never happened), because every file's jobs go through
- * one worker on a loaded machine. A wait is for an outcome, never a measure of speed.
- */
-export const WORKER_WAIT_MS = 45_000;
 
 /**
  * Polls fn until it returns a truthy value and returns it; fails the test, naming `what`, if
