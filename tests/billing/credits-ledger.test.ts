@@ -263,7 +263,7 @@ describe("claw-back meeting held credits", () => {
 });
 
 describe("access", () => {
-  it("members read the balance; billing managers also the grants and ledger; strangers nothing", async () => {
+  it("members read the balance; billing managers also the grants, reservations, allocations and ledger; strangers nothing", async () => {
     const team = await createTeam();
     const stranger = await createUser();
     await op("grant_credits", { p_org_id: team.orgId, p_category: "manual", p_amount: 7, p_idempotency_key: key() });
@@ -276,6 +276,17 @@ describe("access", () => {
     expect((await select(team.admin, grants, [team.orgId]))[0].n).toBe(1);
     expect((await select(team.member, entries, [team.orgId]))[0].n).toBe(0);
     expect((await select(team.member, grants, [team.orgId]))[0].n).toBe(0);
+    // Reservations and the allocations view: billing managers read their org's; a member without
+    // billing.manage and a stranger read nothing.
+    const [res] = await op<{ id: string }>("reserve_credits", { p_org_id: team.orgId, p_amount: 3, p_idempotency_key: key() });
+    const reservations = "select id from billing.credit_reservations where org_id = $1";
+    const allocations = "select reservation_id, amount::int from billing.credit_allocations where org_id = $1";
+    expect(await select(team.admin, reservations, [team.orgId])).toEqual([{ id: res.id }]);
+    expect(await select(team.owner, allocations, [team.orgId])).toEqual([{ reservation_id: res.id, amount: 3 }]);
+    for (const who of [team.member, team.viewer, stranger]) {
+      expect(await select(who, reservations, [team.orgId])).toEqual([]);
+      expect(await select(who, allocations, [team.orgId])).toEqual([]);
+    }
   });
 
   it("no client can call any ledger operation: authenticated (even the owner) and anon get 42501, and nothing changes", async () => {
