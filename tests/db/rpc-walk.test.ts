@@ -168,6 +168,13 @@ beforeAll(async () => {
     message: await one("select id from notify.webhook_messages where org_id = $1 order by created_at limit 1", [ACME]),
     version: await one("select id from content.versions where document_id = $1 limit 1", [DOC]),
   };
+  // The seeded photo is checked by the worker after the stack starts; create_job needs it passed.
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const { rows } = await admin.query("select status from video.uploads where id = $1", [UPLOAD]);
+    if (rows[0]?.status === "passed") break;
+    if (Date.now() > deadline) throw new Error(`the seeded photo is still ${rows[0]?.status} after 60 s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
   await walk(async (w) => {
     await w.owner("update public.orgs set require_mfa = true where id = $1", [ACME]);
     // Fixtures the seed lacks, inside the rolled-back walk: DOC is also an org template, and
