@@ -144,13 +144,23 @@ export async function selectableColumns(rel: TableInfo): Promise<string[]> {
 
 /**
  * The SQL of the four commands a walk tries on a relation's rows of one org ($1), as a caller.
- * select returns one fingerprint per visible row (from the columns a client may read); insert
+ * select returns one fingerprint per visible row (its primary key, or for a view every column a
+ * client may read); insert
  * copies a row (given as jsonb in $1) with fresh unique keys; update sets a column
  * the client may update at all (so RLS, not a missing grant, must refuse); delete deletes.
  */
 export async function commandsFor(rel: RelationInfo) {
+  // A table's rows are told apart by their primary key (so a column the worker changes meanwhile,
+  // such as a status, does not make the same row look like another); a view's by every column.
   const cols = await selectableColumns(rel);
-  const fingerprint = cols.length ? `md5(row(${cols.join(", ")})::text)` : "null";
+  const { rows: pk } = await admin.query<{ name: string }>(
+    `select quote_ident(a.attname) as name from pg_index i
+     join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any (i.indkey)
+     where i.indrelid = $1::regclass and i.indisprimary order by a.attnum`,
+    [rel.qualified],
+  );
+  const key = pk.length && pk.every((c) => cols.includes(c.name)) ? pk.map((c) => c.name) : cols;
+  const fingerprint = key.length ? `md5(row(${key.join(", ")})::text)` : "null";
   const select = `select ${fingerprint} from ${rel.qualified} where org_id = $1`;
   if (rel.kind === "view") return { select };
   const { rows: ins } = await admin.query<{ name: string }>(
