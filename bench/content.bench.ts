@@ -4,8 +4,8 @@
 //     documents and searches it, through RLS, against the same queries as service_role with an
 //     explicit org_id filter, in the same run. Each request is the PostgREST shape: one round
 //     trip of begin, claims and role, query, commit. After a warm-up of 50 requests a side, 1,500
-//     requests a side run in 3 alternating rounds (bench/lib/rounds.ts); every request of both
-//     sides must return the same number of rows. Target: the median over the rounds of the p95
+//     requests a side run in 5 alternating rounds of 300 (bench/lib/rounds.ts); every request of
+//     both sides must return the same number of rows. Target: the median over the rounds of the p95
 //     ratio <= 1.3, for the list and for the search.
 //  2. Co-editing: 10 editors (supabase-js clients on the Realtime stand-in) push ~10 batches a
 //     second each to one document; update RPC start -> delivery at every other editor, p95.
@@ -35,7 +35,7 @@ const SCALE = {
   docsPerOrg: scaleParam("documents per org", "BENCH_DOCS_PER_ORG", 100),
   /** A side, over all rounds, for the list and again for the search. */
   iterations: scaleParam("requests a side", "BENCH_ITERATIONS", 1_500),
-  rounds: scaleParam("rounds", "BENCH_CONTENT_ROUNDS", 3),
+  rounds: scaleParam("rounds", "BENCH_CONTENT_ROUNDS", 5),
 };
 const ORGS = SCALE.orgs.value;
 const DOCS_PER_ORG = SCALE.docsPerOrg.value;

@@ -1,10 +1,10 @@
 // Benchmark: a member lists one org's rows through RLS, at 10,000 orgs and 1,000,000 rows,
 // against the same query as service_role with an explicit org_id filter, in the same run.
 // Both run the PostgREST request shape: one round trip of begin, claims and role, query, commit.
-// After a warm-up of 100 requests a side, the 10,000 requests a side run in 5 alternating rounds
-// (bench/lib/rounds.ts: 2,000 member requests, then 2,000 service ones, the next round the other
-// way round); each round's p50 and p95 ratios are computed, and every request of both sides must
-// return the org's 100 rows. Target: the median over the rounds of RLS / baseline <= 1.15 at p50
+// After a warm-up of 100 requests a side, the 10,000 requests a side run in 20 alternating rounds
+// (bench/lib/rounds.ts: 500 member requests, then 500 service ones, the next round the other way
+// round; short rounds, so drift on a shared machine hits both sides alike); each round's p50 and
+// p95 ratios are computed, and every request of both sides must return the org's 100 rows. Target: the median over the rounds of RLS / baseline <= 1.15 at p50
 // and at p95.
 //
 // The seed is a handful of set-based statements with triggers off
@@ -31,7 +31,7 @@ const SCALE = {
   rowsPerOrg: scaleParam("rows per org", "BENCH_ROWS_PER_ORG", 100),
   /** A side, over all rounds. */
   iterations: scaleParam("requests a side", "BENCH_ITERATIONS", 10_000),
-  rounds: scaleParam("rounds", "BENCH_RLS_ROUNDS", 5),
+  rounds: scaleParam("rounds", "BENCH_RLS_ROUNDS", 20),
 };
 const ORGS = SCALE.orgs.value;
 const ROWS_PER_ORG = SCALE.rowsPerOrg.value;

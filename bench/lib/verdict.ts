@@ -56,7 +56,10 @@ export interface BenchResult {
 export type Status = "met" | "missed" | "no verdict" | "error";
 
 export function verdict(r: BenchResult): { status: Status; text: string } {
-  if (r.failures.length) return { status: "error", text: `ERROR, no verdict: ${r.failures.join("; ")}` };
+  if (r.failures.length) {
+    const more = r.failures.length > 3 ? ` (and ${r.failures.length - 3} more)` : "";
+    return { status: "error", text: `ERROR, no verdict: ${r.failures.slice(0, 3).join("; ")}${more}` };
+  }
   if (r.gates.length === 0) return { status: "error", text: "ERROR, no verdict: the bench reported no gate" };
   const off = offScale(r.scale);
   if (off.length) {

@@ -4,6 +4,7 @@
 // verdict at a reduced scale, no verdict and an error when the sides did unequal work). No
 // database: nothing here starts a bench.
 import { execFile } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -29,6 +30,30 @@ describe("npm run bench: names", () => {
     expect(selectBenches(benches, undefined)).toEqual(benches);
     expect(selectBenches(benches, "credit")).toBeUndefined();
     expect(selectBenches(benches, "CREDITS")).toBeUndefined();
+  });
+});
+
+describe("the benches", () => {
+  const files = fs.readdirSync(path.join(ROOT, "bench")).filter((f) => f.endsWith(".bench.ts")).sort();
+  const source = (f: string) => fs.readFileSync(path.join(ROOT, "bench", f), "utf8");
+
+  it("every bench in bench/ is one the runner knows, and the runner knows no other", () => {
+    const runner = fs.readFileSync(path.join(ROOT, "scripts/bench.ts"), "utf8");
+    const registered = [...runner.matchAll(/\{ name: "([^"]+)", run: /g)].map((m) => m[1]).sort();
+    expect(files.length).toBeGreaterThanOrEqual(7);
+    expect(registered).toEqual(files.map((f) => f.replace(/\.bench\.ts$/, "")));
+  });
+
+  it("every bench compares through the shared rounds helper, with at least 3 documented rounds, and no median of its own", () => {
+    for (const f of files) {
+      const s = source(f);
+      expect(s, f).toContain("alternatingRounds(");
+      const rounds = [...s.matchAll(/scaleParam\("rounds", "(BENCH_[A-Z_]+)", (\d+)\)/g)];
+      expect(rounds, `${f} declares its rounds with scaleParam`).toHaveLength(1);
+      expect(Number(rounds[0][2]), f).toBeGreaterThanOrEqual(3);
+      expect(s, f).not.toMatch(/(const|function) median\b/);
+      expect(s, `${f} reads a scale from the environment past scaleParam`).not.toMatch(/Number\(process\.env\.BENCH_(ORGS|ROWS_PER_ORG|ITERATIONS|[A-Z]+_ROUNDS)\b/);
+    }
   });
 });
 
@@ -158,6 +183,8 @@ describe("bench/lib/verdict.ts", () => {
       expect(v.text).toContain("received 9");
     }
     expect(verdict(result({ gates: [] })).status).toBe("error");
+    const many = verdict(result({ failures: ["a", "b", "c", "d", "e"] }));
+    expect(many.text).toBe("ERROR, no verdict: a; b; c (and 2 more)");
   });
 
   it("exit code: 1 on a miss or an error, 0 when all met or gave no verdict", () => {
