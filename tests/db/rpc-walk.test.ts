@@ -156,6 +156,7 @@ function callSql(fn: string, args: Record<string, unknown>) {
   return { sql: `select * from ${fn}(${names.map((n, i) => `${n} => $${i + 1}`).join(", ")})`, params: names.map((n) => args[n]) };
 }
 
+let unread: { aal1: Outcome; aal2: Outcome; inAcme: number };
 const keyScopes = new Map<string, Map<string, { key: Outcome; member: Outcome }>>(); // scope set -> RPC -> outcomes
 
 beforeAll(async () => {
@@ -212,6 +213,15 @@ beforeAll(async () => {
         viewer: await w.as(gotrueClaims(victor, { aal: "aal2" }), sql, params),
       });
     }
+    const [{ n }] = await w.owner<{ n: number }>(
+      "select count(*)::int as n from notify.notifications where user_id = $1 and org_id = $2 and read_at is null and archived_at is null",
+      [users.alice.id, ACME],
+    );
+    unread = {
+      aal1: await w.as(gotrueClaims(users.alice, { aal: "aal1" }), "select public.unread_count()"),
+      aal2: await w.as(gotrueClaims(users.alice, { aal: "aal2" }), "select public.unread_count()"),
+      inAcme: n,
+    };
     await w.owner(`insert into public.org_roles (org_id, key, name, rank, permissions) values ($1, 'walk_scopes', 'Walk', 5, '{}')`, [ACME]);
     await w.owner("insert into public.org_members (org_id, user_id, role) values ($1, $2, 'walk_scopes')", [ACME, scoped.id]);
     const permissions = (await w.owner<{ key: string }>("select key from public.permissions order by key")).map((r) => r.key);
@@ -284,6 +294,14 @@ describe("every RPC clients can call, for an org that requires MFA", () => {
       expect(r.aal2.ok ? "ok" : r.aal2.code, shown(r.aal2)).toBe(want);
       if (e.aal1 === "stranger") expect(shown(r.aal2)).not.toBe(shown(r.stranger));
     });
+  });
+});
+
+describe("caller-only RPCs in an org that requires MFA", () => {
+  it("unread_count at aal1 leaves out the org's notifications; at aal2 it counts them", () => {
+    const count = (o: Outcome) => (o.ok ? Number((o.values[0] as unknown[])[0]) : NaN);
+    expect(unread.inAcme).toBeGreaterThan(0);
+    expect(count(unread.aal2) - count(unread.aal1)).toBe(unread.inAcme);
   });
 });
 
