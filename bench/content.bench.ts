@@ -3,7 +3,7 @@
 //     documents shared from elsewhere, a tenth of the documents private) lists one org's newest
 //     documents and searches it, through RLS, against the same queries as service_role with an
 //     explicit org_id filter, in the same run. Each request is the PostgREST shape: one round
-//     trip of begin, claims and role, query, commit. After a warm-up of 50 requests a side, 1,500
+//     trip of begin, claims and role, query, commit. After a warm-up of 200 requests a side, 1,500
 //     requests a side run in 5 alternating rounds of 300 (bench/lib/rounds.ts); every request of
 //     both sides must return the same number of rows. Target: the median over the rounds of the p95
 //     ratio <= 1.3, for the list and for the search.
@@ -41,7 +41,7 @@ const ORGS = SCALE.orgs.value;
 const DOCS_PER_ORG = SCALE.docsPerOrg.value;
 const MEMBER_OF = 25;
 const PER_ROUND = Math.ceil(SCALE.iterations.value / SCALE.rounds.value);
-const WARM_UP = 50;
+const WARM_UP = 200;
 const EDITORS = Number(process.env.BENCH_EDITORS ?? 10);
 const EDIT_SECONDS = Number(process.env.BENCH_EDIT_SECONDS ?? 10);
 const COMPACT_BATCHES = Number(process.env.BENCH_COMPACT_BATCHES ?? 5_000);
