@@ -29,7 +29,7 @@ import {
   subscription,
   uid,
 } from "../helpers/fake-stripe.ts";
-import { eventually } from "../helpers/notifications.ts";
+import { waitForJobCompleted } from "../helpers/notifications.ts";
 
 let catalog: Catalog;
 beforeAll(async () => {
@@ -199,13 +199,8 @@ afterAll(() => worker.stop());
 /** Runs billing.subscription_months on the real worker as if at `now`. */
 async function runMonthsJob(now: Date) {
   const id = await (await worker.ready()).send("billing.subscription_months", { now: now.toISOString() });
-  let output: Record<string, number> | undefined;
-  await eventually(async () => {
-    const { rows } = await admin.query("select state, output from pgboss.job where id = $1", [id]);
-    output = rows[0]?.output;
-    return rows[0]?.state === "completed";
-  });
-  return output!;
+  // Fails the test if the job failed or never finished, instead of handing back no output.
+  return (await waitForJobCompleted(id!)).output as Record<string, number>;
 }
 
 describe("annual plans grant their monthly credits every month", () => {
