@@ -37,6 +37,8 @@ describe("billing in the audit log", () => {
     expect(await auditOf(team.orgId, "billing.customers")).toEqual([
       expect.objectContaining({
         action: "insert",
+        // The table is keyed by the org: its key is the target.
+        target_id: team.orgId,
         actor_role: "service_role",
         before: null,
         after: expect.objectContaining({ org_id: team.orgId, stripe_customer_id: customer.stripe_customer_id, email: team.owner.email }),
