@@ -32,6 +32,17 @@ describe("realtime authorization", () => {
     expect(await canReceive({ role: "anon" }, `user:${a.id}`)).toBe(false);
   });
 
+  it("user:<id> — not to an aal1 session of a member of an org that requires MFA, whose notifications it carries", async () => {
+    const team = await createTeam();
+    expect(await canReceive(user(team.member), `user:${team.member.id}`)).toBe(true);
+    await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_require_mfa: true }, { aal: "aal2" });
+    expect(await canReceive(user(team.member), `user:${team.member.id}`)).toBe(false);
+    expect(await canReceive(user(team.member, "aal2"), `user:${team.member.id}`)).toBe(true);
+    // Leaving the MFA org gives the aal1 session its channel back.
+    await rpc(team.member, "leave_org", { p_org_id: team.orgId }, { aal: "aal2" });
+    expect(await canReceive(user(team.member), `user:${team.member.id}`)).toBe(true);
+  });
+
   it("org:<id> — members of the org, not strangers", async () => {
     const team = await createTeam();
     const stranger = await createUser();
