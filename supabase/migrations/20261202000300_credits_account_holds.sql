@@ -440,6 +440,66 @@ end
 $$;
 comment on function billing.reserve_credits(uuid, bigint, text, interval, text) is 'Holds credits on the org''s account for work about to run (no grant is touched until it settles). Idempotent by key (the same key with another amount is refused, 22023). Fails with PT402 (HTTP 402) when too few are available, changing nothing.';
 
+-- Settle's common case inline (an org without debt or kept expired credits): the account's
+-- update (its lock), the claim, the first grant in draw order, the journal; one function call
+-- on the hot path. Anything else goes through private.credit_resolve.
+create or replace function billing.settle_credits(p_reservation_id uuid, p_amount bigint)
+returns billing.credit_reservations
+language plpgsql security definer
+set search_path = ''
+set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
+as $$
+declare
+  v_res billing.credit_reservations;
+  v_org uuid;
+  v_b bigint;
+  v_r bigint;
+  v_amount bigint;
+begin
+  if p_amount >= 0 then
+    update billing.credit_accounts a
+    set balance = a.balance - p_amount, reserved = a.reserved - r.amount, updated_at = now()
+    from billing.credit_reservations r
+    where r.id = p_reservation_id and r.status = 'pending' and p_amount <= r.amount
+      and a.org_id = r.org_id and a.debt = 0 and a.kept_expired = 0 and a.reserved >= r.amount
+    returning a.org_id, a.balance + p_amount, a.reserved + r.amount, r.amount into v_org, v_b, v_r, v_amount;
+    if found then
+      update billing.credit_reservations
+      set status = 'posted', settled_amount = p_amount, resolved_at = now()
+      where id = p_reservation_id and status = 'pending'
+      returning * into v_res;
+      if found then
+        if p_amount > 0 then
+          update billing.credit_grants c set remaining = c.remaining - p_amount
+          from (select id from billing.credit_grants
+                where org_id = v_org and expired_at is null and remaining > 0
+                order by priority, expires_at nulls last, created_at, id limit 1) f
+          where c.id = f.id and c.remaining >= p_amount;
+          if not found then
+            perform private.credit_draw(v_org, p_amount, 0);
+          end if;
+        end if;
+        if p_amount = 0 or p_amount = v_amount then
+          insert into billing.credit_entries (org_id, operation, kind, balance_delta, reserved_delta, debt_delta,
+                                              balance_after, reserved_after, debt_after, reservation_id, idempotency_key)
+          values (v_org, 'resolve', case when p_amount = 0 then 'release' else 'settle' end, -p_amount, -v_amount, 0,
+                  v_b - p_amount, v_r - v_amount, 0, p_reservation_id, p_reservation_id::text);
+        else
+          insert into billing.credit_entries (org_id, operation, kind, balance_delta, reserved_delta, debt_delta,
+                                              balance_after, reserved_after, debt_after, reservation_id, idempotency_key)
+          values (v_org, 'resolve', 'settle', -p_amount, -p_amount, 0, v_b - p_amount, v_r - p_amount, 0, p_reservation_id, p_reservation_id::text),
+                 (v_org, 'resolve', 'release', 0, p_amount - v_amount, 0, v_b - p_amount, v_r - v_amount, 0, p_reservation_id, p_reservation_id::text);
+        end if;
+        return v_res;
+      end if;
+      -- Resolved meanwhile: give back what this took; the general path answers.
+      update billing.credit_accounts set balance = balance + p_amount, reserved = reserved + v_amount where org_id = v_org;
+    end if;
+  end if;
+  return private.credit_resolve(p_reservation_id, 'posted', p_amount);
+end
+$$;
 comment on function billing.settle_credits(uuid, bigint) is 'Spends up to the reserved amount from the grants in draw order and releases the rest. Settling again with the same amount is a no-op.';
 
 -- For work whose price is known before it runs: spends at once, with no reservation. Draws from
