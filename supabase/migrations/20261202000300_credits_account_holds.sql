@@ -56,6 +56,7 @@ comment on table billing.credit_grants is 'Credits added to an org, each drawn d
 comment on column billing.credit_grants.expired_at is 'When the expiry job expired the grant. Its remaining is then what the account still needs to cover pending reservations (counted in credit_accounts.kept_expired), and goes to 0 as they resolve.';
 -- Expired grants that still cover reservations, found by org (no column a hot update changes).
 create index credit_grants_expired_idx on billing.credit_grants (org_id, expired_at) where expired_at is not null;
+comment on index billing.credit_grants_expired_idx is 'Expired grants by org: where settle and grant find the credits kept for reservations (no column a hot update changes, so spending stays HOT).';
 
 alter table billing.credit_reservations drop column holds;
 comment on table billing.credit_reservations is 'Credits held on the account for work in progress (an AI generation). Each resolves once: posted (settled, possibly for less), voided, or expired by the job when expires_at passes. Settling spends from the grants in draw order.';
