@@ -185,9 +185,11 @@ describe("credits ledger properties", () => {
       fc.asyncProperty(fc.array(cmd, { minLength: 10, maxLength: 40 }), async (cmds) => {
         const { orgId } = await createTeam("Prop");
         const m = new Model();
-        const start = Date.now();
-        // Clock minute c is start + c minutes + 30 s; grants and reservations made to expire at
-        // minute X expire at start + X minutes + 5 s, so the job at minute c expires them iff X <= c.
+        // The simulated clock starts 30 minutes from now, so however slow the run, every grant and
+        // reservation is made before its expiry. Clock minute c is start + c minutes + 30 s; grants
+        // and reservations made to expire at minute X expire at start + X minutes + 5 s, so the job
+        // at minute c expires them iff X <= c.
+        const start = Date.now() + 30 * 60_000;
         const at = (minute: number, seconds: number) => new Date(start + minute * 60_000 + seconds * 1000);
         let clock = 0;
         const keyed: Keyed[] = [];
