@@ -779,6 +779,7 @@ export type Database = {
         Row: {
           "balance": number;
           "debt": number;
+          "kept_expired": number;
           "org_id": string;
           "pending_expires_from": string | null;
           "reserved": number;
@@ -788,6 +789,7 @@ export type Database = {
         Insert: {
           "balance"?: number;
           "debt"?: number;
+          "kept_expired"?: number;
           "org_id": string;
           "pending_expires_from"?: string | null;
           "reserved"?: number;
@@ -796,6 +798,7 @@ export type Database = {
         Update: {
           "balance"?: number;
           "debt"?: number;
+          "kept_expired"?: number;
           "org_id"?: string;
           "pending_expires_from"?: string | null;
           "reserved"?: number;
@@ -866,7 +869,6 @@ export type Database = {
           "effective_at": string;
           "expired_at": string | null;
           "expires_at": string | null;
-          "held": number;
           "id": string;
           "org_id": string;
           "priority": number;
@@ -881,7 +883,6 @@ export type Database = {
           "effective_at"?: string;
           "expired_at"?: string | null;
           "expires_at"?: string | null;
-          "held"?: number;
           "id"?: string;
           "org_id": string;
           "priority"?: number;
@@ -895,7 +896,6 @@ export type Database = {
           "effective_at"?: string;
           "expired_at"?: string | null;
           "expires_at"?: string | null;
-          "held"?: number;
           "id"?: string;
           "org_id"?: string;
           "priority"?: number;
@@ -956,6 +956,13 @@ export type Database = {
             foreignKeyName: "credit_purchases_grant_id_fkey";
             columns: ["grant_id"];
             isOneToOne: false;
+            referencedRelation: "credit_allocations";
+            referencedColumns: ["grant_id"];
+          },
+          {
+            foreignKeyName: "credit_purchases_grant_id_fkey";
+            columns: ["grant_id"];
+            isOneToOne: false;
             referencedRelation: "credit_grants";
             referencedColumns: ["id"];
           },
@@ -966,7 +973,6 @@ export type Database = {
           "amount": number;
           "created_at": string;
           "expires_at": string;
-          "holds": (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id": string;
           "idempotency_key": string;
           "org_id": string;
@@ -980,7 +986,6 @@ export type Database = {
           "amount": number;
           "created_at"?: string;
           "expires_at": string;
-          "holds"?: (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id"?: string;
           "idempotency_key": string;
           "org_id": string;
@@ -993,7 +998,6 @@ export type Database = {
           "amount"?: number;
           "created_at"?: string;
           "expires_at"?: string;
-          "holds"?: (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id"?: string;
           "idempotency_key"?: string;
           "org_id"?: string;
@@ -1420,7 +1424,7 @@ export type Database = {
         Row: {
           "amount": number | null;
           "draw_order": number | null;
-          "grant_id": string | null;
+          "grant_id": string;
           "org_id": string;
           "reservation_id": string;
         };
@@ -1517,7 +1521,6 @@ export type Database = {
           "amount": number;
           "created_at": string;
           "expires_at": string;
-          "holds": (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id": string;
           "idempotency_key": string;
           "org_id": string;
@@ -1539,7 +1542,6 @@ export type Database = {
           "amount": number;
           "created_at": string;
           "expires_at": string;
-          "holds": (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id": string;
           "idempotency_key": string;
           "org_id": string;
@@ -1562,7 +1564,6 @@ export type Database = {
           "amount": number;
           "created_at": string;
           "expires_at": string;
-          "holds": (Database["billing"]["CompositeTypes"]["credit_hold"])[];
           "id": string;
           "idempotency_key": string;
           "org_id": string;
@@ -1583,10 +1584,7 @@ export type Database = {
       [_ in never]: never;
     };
     CompositeTypes: {
-      "credit_hold": {
-        "grant_id": string | null;
-        "amount": number | null;
-      };
+      [_ in never]: never;
     };
   };
   "content": {
