@@ -293,8 +293,11 @@ async function ensureCustomer(
   ).catch(fromStripeError);
   return asService(db, async (tx) => {
     await sql`select set_config('plinth.request', ${JSON.stringify(request)}, true)`.execute(tx);
+    // Concurrent first checkouts get the same customer id, and both rows are unique on it as
+    // well as on the org: with only org_id as the arbiter, the loser could fail on the other
+    // index (23505) instead of doing nothing. Any conflict means the row is there.
     await sql`insert into billing.customers (org_id, stripe_customer_id, email)
-              values (${orgId}::uuid, ${customer.id}, ${email ?? null}) on conflict (org_id) do nothing`.execute(tx);
+              values (${orgId}::uuid, ${customer.id}, ${email ?? null}) on conflict do nothing`.execute(tx);
     const { rows } = await sql<{ stripe_customer_id: string }>`
       select stripe_customer_id from billing.customers where org_id = ${orgId}::uuid`.execute(tx);
     return rows[0].stripe_customer_id;
