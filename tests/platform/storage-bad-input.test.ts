@@ -1,6 +1,7 @@
 // Hostile and broken requests: path traversal, NUL bytes, keys outside the allowed characters,
 // malformed JSON and multipart bodies, bad tokens, unknown routes. Each gets the real server's
 // error reply, leaves nothing behind, and the server keeps serving.
+import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -205,10 +206,20 @@ describe("tokens and routes", () => {
   it("a client that goes away mid-upload leaves no object, and the key stays usable", async () => {
     const key = `${a.orgId}/bad/aborted.bin`;
     const { hostname, port } = new URL(stack.supabaseUrl);
-    // Other files upload through the same stand-in at the same time: only temp files that appear
-    // during this upload can be its own, and theirs finish within seconds.
+    // Other files upload through the same stand-in at the same time, and a resumable upload's
+    // temp file rightly outlives a cut: this upload's own temp file is the one that holds its
+    // random bytes, among those that appeared while it ran.
     const tmp = path.join(await storageRoot(), "tmp");
     const before = new Set(fs.readdirSync(tmp));
+    const sent = crypto.randomBytes(64 * 1024);
+    const isOurs = (f: string) => {
+      try {
+        const head = fs.readFileSync(path.join(tmp, f)).subarray(0, 4096);
+        return head.length > 0 && sent.subarray(0, head.length).equals(head);
+      } catch {
+        return false; // gone meanwhile
+      }
+    };
     await new Promise<void>((resolve) => {
       const req = http.request({
         host: hostname,
@@ -218,7 +229,7 @@ describe("tokens and routes", () => {
         headers: { ...auth(), "content-type": "application/octet-stream", "content-length": String(1024 * 1024) },
       });
       req.on("error", () => resolve());
-      req.write(Buffer.alloc(64 * 1024));
+      req.write(sent);
       setTimeout(() => {
         req.destroy();
         resolve();
@@ -226,9 +237,9 @@ describe("tokens and routes", () => {
     });
     await new Promise((r) => setTimeout(r, 200));
     // The cut upload's temp file goes too (a handler left waiting would keep it forever).
-    const leftovers = fs.readdirSync(tmp).filter((f) => !before.has(f));
-    for (let i = 0; i < 200 && leftovers.some((f) => fs.existsSync(path.join(tmp, f))); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(leftovers.filter((f) => fs.existsSync(path.join(tmp, f)))).toEqual([]);
+    const ours = () => fs.readdirSync(tmp).filter((f) => !before.has(f) && isOurs(f));
+    for (let i = 0; i < 200 && ours().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(ours()).toEqual([]);
     expect(await objectRow(BUCKET, key)).toBeUndefined();
     expect(await objectFiles(BUCKET, key)).toEqual([]);
     expect((await member.storage.from(BUCKET).upload(key, new Blob(["complete"]))).error).toBeNull();
