@@ -45,6 +45,9 @@ export function spawnDeno(
 }
 
 /** Resolves when `check` passes, or rejects with the last error after `timeoutMs` (or at once when `signal` aborts). */
+/** Thrown by a waitFor check when waiting longer cannot help (the process it waits for has exited). */
+export class GaveUp extends Error {}
+
 export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -53,6 +56,7 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
     try {
       if (await check()) return;
     } catch (err) {
+      if (err instanceof GaveUp) throw new Error(`${what} did not come up: ${err.message}`);
       last = err;
     }
     await new Promise((r) => setTimeout(r, 200));

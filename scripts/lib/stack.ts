@@ -12,7 +12,7 @@ import { startGateway } from "../platform/gateway.ts";
 import { startAiFakes } from "./ai-fakes.ts";
 import { seedStorage } from "./seed-storage.ts";
 import { startPostgres } from "./postgres.ts";
-import { type Child, spawnDeno, waitFor } from "./processes.ts";
+import { type Child, GaveUp, spawnDeno, waitFor } from "./processes.ts";
 
 /** Local-only secret for unsubscribe links; hosted projects must set their own (see README). */
 export const LOCAL_UNSUBSCRIBE_SECRET = "local-unsubscribe-secret-not-for-production-000";
@@ -144,14 +144,14 @@ export async function startStack(cfg: StackConfig, opts: StackOptions): Promise<
     });
     children.push(worker);
     await waitFor("worker", async () => {
-      if (worker.proc.exitCode !== null) throw new Error(`worker exited with ${worker.proc.exitCode}`);
+      if (worker.proc.exitCode !== null) throw new GaveUp(`worker exited with ${worker.proc.exitCode}`);
       return workerReady;
     }, 60_000, opts.signal);
 
     const functions = spawnDeno("functions", path.join(ROOT, "scripts/functions-server.ts"), env, opts.log);
     children.push(functions);
     await waitFor("functions server", async () => {
-      if (functions.proc.exitCode !== null) throw new Error(`functions server exited with ${functions.proc.exitCode}`);
+      if (functions.proc.exitCode !== null) throw new GaveUp(`functions server exited with ${functions.proc.exitCode}`);
       return (await fetch(`${functionsUrl}/api/health`)).ok;
     }, 60_000, opts.signal);
 
