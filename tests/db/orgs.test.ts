@@ -247,6 +247,10 @@ describe("an org that requires MFA", () => {
     expect((await orgRow(t.orgId))!.require_mfa).toBe(true);
   });
 
+  it("my_orgs is closed to anon (42501)", async () => {
+    await expectSqlError(select("anon", "select id from public.my_orgs"), "42501", /permission denied for view my_orgs/);
+  });
+
   it("still shows in my_orgs for an aal1 member, blocked with mfa_required", async () => {
     const rows = await select(t.member, "select id, role, require_mfa, has_access, blocked_reason from public.my_orgs where id = $1", [t.orgId]);
     expect(rows).toEqual([{ id: t.orgId, role: "member", require_mfa: true, has_access: false, blocked_reason: "mfa_required" }]);
