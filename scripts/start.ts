@@ -4,7 +4,7 @@
 // `node --import tsx`), so a signal npm forwards reaches this process and nothing sits in between.
 import { stackConfig } from "./lib/env.ts";
 import { userToken } from "./lib/keys.ts";
-import { type LockInfo, releaseLock, runningStack, writeLock } from "./lib/lock.ts";
+import { releaseLock, runningStack, writeLock } from "./lib/lock.ts";
 import { SEED_API_KEYS, SEED_USERS } from "./lib/seed-users.ts";
 import { startStack } from "./lib/stack.ts";
 
@@ -95,7 +95,7 @@ writeLock(cfg.dataDir, {
   functionsUrl: stack.functionsUrl,
   anonKey: stack.anonKey,
   serviceRoleKey: stack.serviceRoleKey,
-} as LockInfo);
+});
 
 const tokens = await Promise.all(
   SEED_USERS.map(async (u) => ({ ...u, token: await userToken(cfg.jwtSecret, u, { expiresIn: "24h" }) })),

@@ -4,11 +4,11 @@
 import { withClient } from "./lib/database.ts";
 import { databaseUrl, stackConfig } from "./lib/env.ts";
 import { projectKeys, userToken } from "./lib/keys.ts";
-import { type LockInfo, runningStack } from "./lib/lock.ts";
+import { runningStack } from "./lib/lock.ts";
 
 const args = process.argv.slice(2);
 const cfg = stackConfig();
-const running = runningStack(cfg.dataDir) as (LockInfo & { anonKey?: string; serviceRoleKey?: string }) | undefined;
+const running = runningStack(cfg.dataDir);
 if (args.includes("--anon") || args.includes("--service-role")) {
   // The running stack's own keys (npm start keeps them in its lock): a key signed now has another
   // iat, so it would differ from the key the stack compares (the worker's drain does, as a string).

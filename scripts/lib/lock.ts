@@ -7,6 +7,9 @@ export interface LockInfo {
   dbUrl?: string;
   supabaseUrl?: string;
   functionsUrl?: string;
+  /** The stack's own project keys, for `npm run token -- --anon` / `--service-role`. */
+  anonKey?: string;
+  serviceRoleKey?: string;
 }
 
 const lockPath = (dataDir: string) => path.join(dataDir, "stack.lock.json");
@@ -32,7 +35,8 @@ export function runningStack(dataDir: string): LockInfo | undefined {
 
 export function writeLock(dataDir: string, info: LockInfo): void {
   fs.mkdirSync(dataDir, { recursive: true });
-  fs.writeFileSync(lockPath(dataDir), JSON.stringify(info));
+  // It holds the local service-role key: readable by its owner only.
+  fs.writeFileSync(lockPath(dataDir), JSON.stringify(info), { mode: 0o600 });
 }
 
 export function releaseLock(dataDir: string): void {
