@@ -12,6 +12,7 @@
 // the commit's fsync, so there the ratio measures the ledger's work inside that lock.
 // Afterwards every ledger invariant is checked for every org.
 import pg from "pg";
+import { pool as inClients } from "./lib/concurrency.ts";
 import { alternatingRounds, median, type Round, roundLines } from "./lib/rounds.ts";
 import { type BenchResult, scaleParam } from "./lib/verdict.ts";
 
@@ -43,12 +44,11 @@ async function seed(c: pg.Client) {
 
 /** Runs `total` operations from CLIENTS clients; counts the ones that did their work. */
 async function rate(total: number, work: () => Promise<boolean>): Promise<{ perSecond: number; work: { operations: number } }> {
-  let next = 0;
   let done = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: CLIENTS }, async () => {
-    while (next++ < total) if (await work()) done++;
-  }));
+  await inClients(total, CLIENTS, async () => {
+    if (await work()) done++;
+  });
   return { perSecond: total / ((performance.now() - t0) / 1000), work: { operations: done } };
 }
 

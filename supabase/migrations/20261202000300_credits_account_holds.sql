@@ -28,6 +28,11 @@
 --   * credit_grants.held and credit_reservations.holds (and the type billing.credit_hold) are
 --     dropped: nothing holds a grant any more.
 --
+-- The hot functions (credit_draw, credit_resolve, reserve_credits, charge_credits) keep one
+-- generic plan per statement for the session (plan_cache_mode = force_generic_plan) and set
+-- enable_seqscan = off: a plan made while a table was still empty or small would keep
+-- seq-scanning it as it grew, and the ledger reads rows only by key.
+--
 -- Row writes per reserve+settle of one credit: reserve 3 (account, reservation, entry); settle
 -- 4 (account, reservation, grant, entry); all updates HOT. Before: 4 + 4.
 

@@ -20,6 +20,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { gotrueClaims } from "../../scripts/lib/keys.ts";
 import { authenticatedRpcs, walk, type Outcome } from "../helpers/catalog.ts";
 import { admin, createUser, type TestUser } from "../helpers/db.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const ACME = "a0000000-0000-4000-8000-00000000a000";
 const GLOBEX = "b0000000-0000-4000-8000-00000000b000";
@@ -170,12 +171,8 @@ beforeAll(async () => {
     version: await one("select id from content.versions where document_id = $1 limit 1", [DOC]),
   };
   // The seeded photo is checked by the worker after the stack starts; create_job needs it passed.
-  for (const deadline = Date.now() + 60_000; ; ) {
-    const { rows } = await admin.query("select status from video.uploads where id = $1", [UPLOAD]);
-    if (rows[0]?.status === "passed") break;
-    if (Date.now() > deadline) throw new Error(`the seeded photo is still ${rows[0]?.status} after 60 s`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await waitFor("the seeded photo to pass its check", async () =>
+    (await admin.query("select status from video.uploads where id = $1", [UPLOAD])).rows[0]?.status === "passed");
   await walk(async (w) => {
     await w.owner("update public.orgs set require_mfa = true where id = $1", [ACME]);
     // Fixtures the seed lacks, inside the rolled-back walk: DOC is also an org template, and

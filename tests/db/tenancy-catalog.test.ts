@@ -6,7 +6,7 @@
 // (keys and their scopes) and rpc-walk (every RPC).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { admin, as, type TestUser } from "../helpers/db.ts";
-import { UNSEEDED, orgRelations, type TableInfo } from "../helpers/catalog.ts";
+import { insertableColumns, UNSEEDED, orgRelations, type TableInfo } from "../helpers/catalog.ts";
 
 const ACME = "a0000000-0000-4000-8000-00000000a000";
 const GLOBEX = "b0000000-0000-4000-8000-00000000b000";
@@ -97,13 +97,7 @@ describe("cross-tenant isolation, for every table with org_id", () => {
       if ("token_hash" in row) row.token_hash = null;
       if ("key" in row && t.table === "org_roles") row.key = `k${Date.now().toString(36)}`;
       // Identity-always and generated columns cannot be given; every other column is copied.
-      const { rows: cols } = await admin.query<{ name: string }>(
-        `select quote_ident(attname) as name from pg_attribute
-         where attrelid = $1::regclass and attnum > 0 and not attisdropped and attidentity <> 'a' and attgenerated = ''
-         order by attnum`,
-        [t.qualified],
-      );
-      const list = cols.map((c) => c.name).join(", ");
+      const list = (await insertableColumns(t.qualified)).join(", ");
       const inserted = await attempt(
         `insert into ${t.qualified} (${list}) select ${list} from jsonb_populate_record(null::${t.qualified}, $1)`,
         [JSON.stringify(row)],

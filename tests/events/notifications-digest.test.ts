@@ -20,7 +20,7 @@ import {
   notificationsFor,
   waitForJobCompleted,
   waitForJobsCompleted,
-  WORKER_WAIT_MS,
+  WAIT_MS,
 } from "../helpers/notifications.ts";
 
 const stack = inject("stack");
@@ -102,7 +102,7 @@ describe("notifications.digest", () => {
     expect(await runDigest(at)).toEqual({ sent: 1 });
     const queued = await waitForJobsCompleted("email.send", { to: user.email });
     expect(queued).toHaveLength(1);
-    const mails = await waitForMail(user.email, { timeoutMs: WORKER_WAIT_MS });
+    const mails = await waitForMail(user.email, { timeoutMs: WAIT_MS });
     expect(mails).toHaveLength(1);
     expect(mails[0].subject).toBe("Your daily digest: 2 notifications");
     expect(mails[0].text).toContain("Zed joined");
@@ -129,7 +129,7 @@ describe("notifications.digest", () => {
     expect(before.every((d) => d !== null)).toBe(true);
     expect(await runDigest(new Date(at.getTime() + 60_000))).toEqual({ sent: 0 });
     expect(await waitForJobsCompleted("email.send", { to: user.email })).toHaveLength(1);
-    expect(await waitForMail(user.email, { timeoutMs: WORKER_WAIT_MS })).toHaveLength(1);
+    expect(await waitForMail(user.email, { timeoutMs: WAIT_MS })).toHaveLength(1);
     expect((await notificationsFor(user.id)).map((n) => n.digested_at)).toEqual(before);
   });
 
@@ -145,7 +145,7 @@ describe("notifications.digest", () => {
     ];
     expect(await runDigest(at)).toEqual({ sent: 1 });
     await waitForJobsCompleted("email.send", { to: user.email });
-    const [mail] = await waitForMail(user.email, { timeoutMs: WORKER_WAIT_MS });
+    const [mail] = await waitForMail(user.email, { timeoutMs: WAIT_MS });
     expect(mail.subject).toBe("Your daily digest: 2 notifications");
     for (const title of ["Six days 23 hours ago", "Right at the run"]) expect(mail.text).toContain(title);
     for (const title of ["Seven days 1 hour ago", "After the run"]) expect(mail.text).not.toContain(title);

@@ -17,7 +17,7 @@ import {
   notificationsFor,
   waitForJobsCompleted,
   waitForReceipt,
-  WORKER_WAIT_MS,
+  WAIT_MS,
 } from "../helpers/notifications.ts";
 
 const setPref = (u: TestUser, type: string, channel: string, enabled: boolean) =>
@@ -30,7 +30,7 @@ const emailJobs = (to: string) => bossJobs("email.send", { to });
 async function sentMail(to: string, count = 1) {
   const jobs = await waitForJobsCompleted("email.send", { to });
   expect(jobs, `email.send jobs to ${to}`).toHaveLength(count);
-  const mails = await waitForMail(to, { count, timeoutMs: WORKER_WAIT_MS });
+  const mails = await waitForMail(to, { count, timeoutMs: WAIT_MS });
   expect(mails).toHaveLength(count);
   return mails;
 }
@@ -40,7 +40,7 @@ async function roleChanged(): Promise<{ team: Team; event: string }> {
   const team = await createTeam("Notify");
   await rpc(team.owner, "set_member_role", { p_org_id: team.orgId, p_user_id: team.member.id, p_role: "viewer" });
   const event = await latestEvent(team.orgId, "member.role_changed", { user_id: team.member.id });
-  await waitForReceipt(event);
+  await waitForReceipt(event, "notifications");
   return { team, event };
 }
 
@@ -127,7 +127,7 @@ describe("fan-out of member.role_changed (rule: the subject user)", () => {
     const team = await createTeam("Notify");
     await setPref(team.viewer, "member.role_changed", "email", false);
     await rpc(team.owner, "set_member_role", { p_org_id: team.orgId, p_user_id: team.viewer.id, p_role: "member" });
-    await waitForReceipt(await latestEvent(team.orgId, "member.role_changed", { user_id: team.viewer.id }));
+    await waitForReceipt(await latestEvent(team.orgId, "member.role_changed", { user_id: team.viewer.id }), "notifications");
     const rows = await notificationsFor(team.viewer.id, "member.role_changed");
     expect(rows).toHaveLength(1);
     expect(rows[0].archived_at).toBeNull();
@@ -140,7 +140,7 @@ describe("fan-out of member.role_changed (rule: the subject user)", () => {
     const team = await createTeam("Notify");
     for (const ch of ["in_app", "email", "email_digest"]) await setPref(team.viewer, "member.role_changed", ch, false);
     await rpc(team.owner, "set_member_role", { p_org_id: team.orgId, p_user_id: team.viewer.id, p_role: "member" });
-    await waitForReceipt(await latestEvent(team.orgId, "member.role_changed", { user_id: team.viewer.id }));
+    await waitForReceipt(await latestEvent(team.orgId, "member.role_changed", { user_id: team.viewer.id }), "notifications");
     expect(await notificationsFor(team.viewer.id, "member.role_changed")).toEqual([]);
     expect(await emailJobs(team.viewer.email)).toEqual([]);
     expect(await mailTo(team.viewer.email)).toEqual([]);
@@ -153,7 +153,7 @@ describe("fan-out of api_key.created (rule: org admins)", () => {
   it("notifies and emails every admin but the one who created the key; members hear nothing", async () => {
     const team = await createTeam("Keys");
     await rpc(team.admin, "create_api_key", { p_org_id: team.orgId, p_name: "CI key", p_scopes: ["content.read"] });
-    await waitForReceipt(await latestEvent(team.orgId, "api_key.created", { name: "CI key" }));
+    await waitForReceipt(await latestEvent(team.orgId, "api_key.created", { name: "CI key" }), "notifications");
     const rows = await notificationsFor(team.owner.id, "api_key.created");
     expect(rows).toHaveLength(1);
     expect(rows[0].body).toMatch(/created the API key "CI key"/);
@@ -169,7 +169,7 @@ describe("fan-out of api_key.created (rule: org admins)", () => {
     // The owner holds members.manage, so org_admins names them: only the actor rule leaves them out.
     const team = await createTeam("Actor");
     await rpc(team.owner, "create_api_key", { p_org_id: team.orgId, p_name: "Owner key", p_scopes: ["content.read"] });
-    await waitForReceipt(await latestEvent(team.orgId, "api_key.created", { name: "Owner key" }));
+    await waitForReceipt(await latestEvent(team.orgId, "api_key.created", { name: "Owner key" }), "notifications");
     expect(await notificationsFor(team.admin.id, "api_key.created")).toHaveLength(1);
     expect(await notificationsFor(team.owner.id, "api_key.created")).toEqual([]);
     expect(await emailJobs(team.owner.email)).toEqual([]);
@@ -181,7 +181,7 @@ describe("the other rules and recipient kinds", () => {
   it("member.removed tells the removed member (in the app and by email), not the one who removed them", async () => {
     const team = await createTeam("Removal");
     await rpc(team.owner, "remove_member", { p_org_id: team.orgId, p_user_id: team.member.id });
-    await waitForReceipt(await latestEvent(team.orgId, "member.removed", { user_id: team.member.id }));
+    await waitForReceipt(await latestEvent(team.orgId, "member.removed", { user_id: team.member.id }), "notifications");
     const rows = await notificationsFor(team.member.id, "member.removed");
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ org_id: team.orgId, title: expect.stringMatching(/^You were removed from Removal /) });
@@ -201,7 +201,7 @@ describe("the other rules and recipient kinds", () => {
     // What the worker does after a 410 or five days of failures.
     const { rows: [d] } = await admin.query("select private.disable_webhook_endpoint($1, 'gone') as ok", [endpointId]);
     expect(d.ok).toBe(true);
-    await waitForReceipt(await latestEvent(team.orgId, "webhook.endpoint_disabled", { endpoint_id: endpointId }));
+    await waitForReceipt(await latestEvent(team.orgId, "webhook.endpoint_disabled", { endpoint_id: endpointId }), "notifications");
     for (const u of [team.owner, team.admin]) {
       const rows = await notificationsFor(u.id, "webhook.endpoint_disabled");
       expect(rows, u.email).toHaveLength(1);
@@ -221,7 +221,7 @@ describe("the other rules and recipient kinds", () => {
     await addMember(team.orgId, otherAdmin, "admin");
     await rpc(team.admin, "create_api_key", { p_org_id: team.orgId, p_name: "Leaver key", p_scopes: ["content.read"] });
     await rpc(team.admin, "leave_org", { p_org_id: team.orgId });
-    await waitForReceipt(await latestEvent(team.orgId, "member.api_keys_revoked", { user_id: team.admin.id }));
+    await waitForReceipt(await latestEvent(team.orgId, "member.api_keys_revoked", { user_id: team.admin.id }), "notifications");
     const rows = await notificationsFor(team.owner.id, "member.api_keys_revoked");
     expect(rows).toHaveLength(1);
     expect(rows[0].body).toMatch(/"Leaver key"/);
@@ -261,7 +261,7 @@ describe("idempotency", () => {
     await admin.query(`delete from notify.consumer_receipts where event_id = $1 and consumer = 'notifications'`, [event]);
     await admin.query(`update notify.events set dispatched_at = null, next_dispatch_at = now() where id = $1`, [event]);
     await admin.query(`notify plinth_outbox`);
-    await waitForReceipt(event);
+    await waitForReceipt(event, "notifications");
     const { rows } = await admin.query(`select count(*)::int as n from notify.notifications where event_id = $1`, [event]);
     expect(rows[0].n).toBe(1); // the member, still once
     // A second email would have been queued with the new receipt, in the same transaction.

@@ -6,6 +6,7 @@ import { createDb } from "../../functions/_shared/db/client.ts";
 import { EVENT_PAYLOADS, EVENT_TYPES, type OutboxEvent } from "../../functions/_shared/events/catalog.ts";
 import { dispatchBatch, dispatchPending, type EventConsumer, OUTBOX_PARTITIONS } from "../../functions/_shared/events/dispatcher.ts";
 import { admin, as, createTeam, createUser, expectSqlError, rpc, select, stack } from "../helpers/db.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const { db, pool } = createDb(stack.dbUrl, OUTBOX_PARTITIONS + 1);
 // The one wait for the stack's worker has a generous budget (60 s); the test asserts the outcome.
@@ -338,13 +339,8 @@ describe("dispatching", () => {
     const team = await createTeam();
     await rpc(team.owner, "update_org", { p_org_id: team.orgId, p_name: "Dispatched" });
     const [{ id }] = (await eventsOf(team.orgId, "org.updated"));
-    const deadline = Date.now() + 60_000;
-    let dispatched = null;
-    while (Date.now() < deadline && !dispatched) {
-      dispatched = (await admin.query("select dispatched_at from notify.events where id = $1", [id])).rows[0].dispatched_at;
-      if (!dispatched) await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(dispatched).not.toBeNull();
+    await waitFor(`event ${id} to be dispatched`, async () =>
+      (await admin.query("select dispatched_at from notify.events where id = $1", [id])).rows[0].dispatched_at);
     const { rows } = await admin.query("select count(*)::int as n from notify.consumer_receipts where event_id = $1 and consumer = 'realtime'", [id]);
     expect(rows[0].n).toBe(1);
   });

@@ -15,7 +15,8 @@ import { sweepOverdue } from "../../functions/_shared/webhooks/sweep.ts";
 import { addMember, admin, createTeam, createUser, rpc, stack, type Team } from "../helpers/db.ts";
 import { call, expectError } from "../helpers/http.ts";
 import { startSink, type SunkRequest, type WebhookSink } from "../helpers/webhook-sink.ts";
-import { createEndpoint, createMessage, db, fannedOut, messageRow, until } from "../helpers/webhooks.ts";
+import { waitFor, waitForReceipt } from "../helpers/wait.ts";
+import { createEndpoint, createMessage, db, messageRow } from "../helpers/webhooks.ts";
 
 // A test may wait for several deliveries, each with a generous budget.
 vi.setConfig({ testTimeout: 240_000 });
@@ -71,12 +72,12 @@ async function attemptsOf(messageId: string) {
 }
 
 async function waitForStatus(messageId: string, status: string) {
-  await until(`message ${messageId} to be ${status}`, async () => (await messageRow(messageId))?.status === status);
+  await waitFor(`message ${messageId} to be ${status}`, async () => (await messageRow(messageId))?.status === status);
 }
 
 /** The request with this webhook-id that the sink got, once it has got it. */
 async function requestWithId(sink: WebhookSink, messageId: string, nth = 1): Promise<SunkRequest> {
-  return await until(`request ${nth} with webhook-id ${messageId}`, async () =>
+  return await waitFor(`request ${nth} with webhook-id ${messageId}`, async () =>
     sink.requests.filter((r) => r.headers["webhook-id"] === messageId)[nth - 1]);
 }
 
@@ -84,7 +85,7 @@ async function requestWithId(sink: WebhookSink, messageId: string, nth = 1): Pro
 async function deliveredKey(h: Hooks) {
   const [key] = await createKey(h);
   const eventId = await eventOf(h.team.orgId, "api_key.created", key.api_key_id);
-  await fannedOut(eventId);
+  await waitForReceipt(eventId, "webhooks");
   const messages = await messagesOf(eventId);
   expect(messages.map((m) => m.endpoint_id), "only A names api_key.created").toEqual([h.a.endpoint_id]);
   const messageId = messages[0].id;
@@ -118,7 +119,7 @@ describe("delivery", () => {
     const joiner = await createUser();
     await addMember(h.team.orgId, joiner, "member");
     const joinEvent = await eventOf(h.team.orgId, "member.joined", joiner.id);
-    await fannedOut(joinEvent);
+    await waitForReceipt(joinEvent, "webhooks");
     const [joinMessage, ...more] = await messagesOf(joinEvent);
     expect(more).toEqual([]);
     expect(joinMessage.endpoint_id).toBe(h.b.endpoint_id);
@@ -139,7 +140,7 @@ describe("delivery", () => {
     const res = await call(`/api/webhooks/endpoints/${h.b.endpoint_id}/test`, { method: "POST", token: h.ownerToken });
     expect(res.status, res.raw).toBe(202);
     const eventId = res.body.event_id as string;
-    await fannedOut(eventId);
+    await waitForReceipt(eventId, "webhooks");
     // One message, on B: A (whose filter would not take webhook.test anyway) and any other endpoint get none.
     const messages = await messagesOf(eventId);
     expect(messages.map((m) => m.endpoint_id)).toEqual([h.b.endpoint_id]);

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { claimMessage, claimMessages, deliverMessage, deliverMessages, LEASE_MS, recordResult, sendMessage } from "../../functions/_shared/webhooks/delivery.ts";
 import { RETRY_DELAYS_MS } from "../../functions/_shared/webhooks/schedule.ts";
 import { admin, as, createTeam, expectSqlError, rpc, type Team } from "../helpers/db.ts";
-import { consumerHandled, createEndpoint, createMessage, DAY, endpointRow, HOUR, inProcess, messageRow, until } from "../helpers/webhooks.ts";
+import { waitForReceipt } from "../helpers/wait.ts";
+import { createEndpoint, createMessage, DAY, endpointRow, HOUR, inProcess, messageRow } from "../helpers/webhooks.ts";
 import { startSink, type WebhookSink } from "../helpers/webhook-sink.ts";
 
 let team: Team;
@@ -174,7 +175,7 @@ describe("disabling endpoints", () => {
     // exists, every notification it will write is there. Owner and admin hold members.manage;
     // the member and the viewer do not.
     const eventId = rows[0].id;
-    await until(`the notifications consumer's receipt for ${eventId}`, () => consumerHandled(eventId, "notifications"));
+    await waitForReceipt(eventId, "notifications");
     const { rows: inbox } = await admin.query(
       "select user_id, org_id, type, title from notify.notifications where event_id = $1", [eventId]);
     expect(inbox.map((n) => n.user_id).sort()).toEqual([team.owner.id, team.admin.id].sort());

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { userToken } from "../../scripts/lib/keys.ts";
 import { admin, createTeam, createUser, roleOf, rpc, stack, type Team } from "../helpers/db.ts";
 import { call, expectError, mailTo, waitForMail } from "../helpers/http.ts";
-import { bossJobs, waitForJobCompleted, WORKER_WAIT_MS } from "../helpers/notifications.ts";
+import { bossJobs, waitForJobCompleted, WAIT_MS } from "../helpers/notifications.ts";
 
 const uniqueEmail = (tag: string) => `${tag}-${randomUUID().slice(0, 8)}@test.local`;
 
@@ -35,7 +35,7 @@ async function sentInvitation(invitationId: string, email: string, count = 1) {
   const job = await waitForJobCompleted(queued[0].id);
   // Sent on the first attempt: a retry after sending would have been a second email.
   expect(job.retry_count).toBe(0);
-  const mails = await waitForMail(email, { count, timeoutMs: WORKER_WAIT_MS });
+  const mails = await waitForMail(email, { count, timeoutMs: WAIT_MS });
   expect(mails).toHaveLength(count);
   return { job, mails };
 }

@@ -9,6 +9,7 @@ import { workOptions } from "../../functions/_shared/jobs/runner.ts";
 import { signJwt } from "../../scripts/lib/keys.ts";
 import { admin, createTeam, rpc } from "../helpers/db.ts";
 import { call, expectError, mailTo } from "../helpers/http.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const stack = inject("stack");
 const drain = (headers: Record<string, string> = {}) => call("/worker/drain?budget_ms=2000", { method: "POST", headers });
@@ -38,15 +39,9 @@ describe("POST /worker/drain", () => {
 });
 
 /** Waits (generously: one worker serves every file) until pg-boss job `id` is in `state`. */
-async function waitForJobState(id: string, state: string, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: string | undefined;
-  while (Date.now() < deadline) {
-    last = (await admin.query<{ state: string }>("select state from pgboss.job where id = $1", [id])).rows[0]?.state;
-    if (last === state) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`job ${id} never reached ${state} (last seen: ${last})`);
+async function waitForJobState(id: string, state: string) {
+  await waitFor(`job ${id} to be ${state}`, async () =>
+    (await admin.query<{ state: string }>("select state from pgboss.job where id = $1", [id])).rows[0]?.state === state);
 }
 
 describe("a drain runs ready jobs", () => {

@@ -149,6 +149,17 @@ export async function selectableColumns(rel: TableInfo): Promise<string[]> {
  * copies a row (given as jsonb in $1) with fresh unique keys; update sets a column
  * the client may update at all (so RLS, not a missing grant, must refuse); delete deletes.
  */
+/** The columns an insert may give (quoted): all but identity-always and generated ones. */
+export async function insertableColumns(qualified: string): Promise<string[]> {
+  const { rows } = await admin.query<{ name: string }>(
+    `select quote_ident(attname) as name from pg_attribute
+     where attrelid = $1::regclass and attnum > 0 and not attisdropped and attidentity <> 'a' and attgenerated = ''
+     order by attnum`,
+    [qualified],
+  );
+  return rows.map((c) => c.name);
+}
+
 export async function commandsFor(rel: RelationInfo) {
   // A table's rows are told apart by their primary key (so a column the worker changes meanwhile,
   // such as a status, does not make the same row look like another); a view's by every column.
@@ -163,13 +174,7 @@ export async function commandsFor(rel: RelationInfo) {
   const fingerprint = key.length ? `md5(row(${key.join(", ")})::text)` : "null";
   const select = `select ${fingerprint} from ${rel.qualified} where org_id = $1`;
   if (rel.kind === "view") return { select };
-  const { rows: ins } = await admin.query<{ name: string }>(
-    `select quote_ident(attname) as name from pg_attribute
-     where attrelid = $1::regclass and attnum > 0 and not attisdropped and attidentity <> 'a' and attgenerated = ''
-     order by attnum`,
-    [rel.qualified],
-  );
-  const list = ins.map((c) => c.name).join(", ");
+  const list = (await insertableColumns(rel.qualified)).join(", ");
   const { rows: upd } = await admin.query<{ column_name: string }>(
     `select column_name from information_schema.column_privileges
      where grantee = 'authenticated' and privilege_type = 'UPDATE' and table_schema = $1 and table_name = $2

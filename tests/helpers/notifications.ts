@@ -2,19 +2,15 @@
 import { expect } from "vitest";
 import { admin } from "./db.ts";
 import { sleep } from "./http.ts";
+import { WAIT_MS, waitFor } from "./wait.ts";
 
-/**
- * How long a test waits for the shared worker: generous (under vitest's 60 s test timeout, so
- * the failure names what never happened), because every file's jobs go through
- * one worker on a loaded machine. A wait is for an outcome, never a measure of speed.
- */
-export const WORKER_WAIT_MS = 45_000;
+export { WAIT_MS, waitFor, waitForReceipt } from "./wait.ts";
 
 /**
  * Polls fn until it returns a truthy value or the timeout passes; returns the last value, which
  * the caller must assert. Prefer `waitFor`, which fails the test itself when the wait runs out.
  */
-export async function eventually<T>(fn: () => Promise<T>, timeoutMs = WORKER_WAIT_MS): Promise<T> {
+export async function eventually<T>(fn: () => Promise<T>, timeoutMs = WAIT_MS): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -56,20 +52,6 @@ export async function insertNotification(orgId: string, userId: string, opts: { 
   return rows[0].id;
 }
 
-/**
- * Polls fn until it returns a truthy value and returns it; fails the test, naming `what`, if
- * it never does within the budget. Unlike `eventually`, a wait that never ends cannot pass.
- */
-export async function waitFor<T>(what: string, fn: () => Promise<T>, timeoutMs = WORKER_WAIT_MS): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(200);
-  }
-}
-
 export interface BossJob {
   id: string;
   name: string;
@@ -89,7 +71,7 @@ export async function bossJobs(name: string, match: Record<string, unknown> = {}
 }
 
 /** Waits until the pg-boss job `id` has completed, and fails the test if it failed or never finishes. */
-export async function waitForJobCompleted(id: string, timeoutMs = WORKER_WAIT_MS): Promise<BossJob> {
+export async function waitForJobCompleted(id: string, timeoutMs = WAIT_MS): Promise<BossJob> {
   const job = await waitFor(`job ${id} to finish`, async () => {
     const { rows } = await admin.query<BossJob>(
       `select id, name, state, data, output, retry_count from pgboss.job where id = $1`, [id]);
@@ -103,17 +85,10 @@ export async function waitForJobCompleted(id: string, timeoutMs = WORKER_WAIT_MS
  * Waits until every pg-boss job of `name` whose data contains `match` has completed, and
  * returns them (possibly none). Fails the test if one failed or never finishes.
  */
-export async function waitForJobsCompleted(name: string, match: Record<string, unknown>, timeoutMs = WORKER_WAIT_MS): Promise<BossJob[]> {
+export async function waitForJobsCompleted(name: string, match: Record<string, unknown>, timeoutMs = WAIT_MS): Promise<BossJob[]> {
   const jobs = await bossJobs(name, match);
   for (const j of jobs) await waitForJobCompleted(j.id, timeoutMs);
   return await bossJobs(name, match);
-}
-
-/** Waits for the outbox consumer's receipt of an event: after it, everything the consumer does for the event is committed. */
-export async function waitForReceipt(eventId: string, consumer = "notifications", timeoutMs = WORKER_WAIT_MS): Promise<void> {
-  await waitFor(`the ${consumer} consumer's receipt of event ${eventId}`, async () =>
-    (await admin.query(`select 1 from notify.consumer_receipts where event_id = $1 and consumer = $2`, [eventId, consumer])).rowCount,
-  timeoutMs);
 }
 
 /** The latest outbox event of a type in an org (optionally whose payload contains `match`); fails the test if there is none. */

@@ -73,31 +73,3 @@ export function inProcess(opts: Partial<DeliveryDeps> = {}) {
 
 export const HOUR = 3600_000;
 export const DAY = 24 * HOUR;
-
-/** How long tests wait for the stack's worker to do something: generous, since the machine may be loaded. */
-export const WAIT_MS = 60_000;
-
-/**
- * Polls fn until it returns a truthy value and returns it; throws, naming what was awaited and
- * the last value seen, if that does not happen within the budget.
- */
-export async function until<T>(what: string, fn: () => Promise<T>, timeoutMs = WAIT_MS): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Whether the outbox consumer has handled the event (its receipt row exists). */
-export async function consumerHandled(eventId: string, consumer: string): Promise<boolean> {
-  const { rows } = await admin.query("select 1 from notify.consumer_receipts where event_id = $1 and consumer = $2", [eventId, consumer]);
-  return rows.length > 0;
-}
-
-/** Waits until the webhooks consumer has fanned the event out (its receipt), i.e. every message it will ever make exists. */
-export async function fannedOut(eventId: string) {
-  await until(`the webhooks consumer's receipt for event ${eventId}`, () => consumerHandled(eventId, "webhooks"));
-}
