@@ -16,6 +16,7 @@ import { createOpenAiApp } from "./openai/app.ts";
 import { registerAi } from "./routes/ai.ts";
 import { registerBilling } from "./routes/billing.ts";
 import { registerContent } from "./routes/content/index.ts";
+import { registerDeck } from "./routes/deck/index.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerInvitations } from "./routes/invitations.ts";
 import { registerMe } from "./routes/me.ts";
@@ -72,6 +73,7 @@ export function createApiApp(deps: ApiDeps) {
   registerAi(app);
   registerContent(app);
   registerVideo(app);
+  registerDeck(app);
   app.route("/ai/v1", createOpenAiApp());
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

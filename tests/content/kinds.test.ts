@@ -5,6 +5,7 @@ import * as Y from "yjs";
 import { describe, expect, it } from "vitest";
 import { checklist, checklistItemText } from "../../functions/_shared/content/kinds/checklist.ts";
 import { note, type NoteBody, noteText } from "../../functions/_shared/content/kinds/note.ts";
+import "../../functions/_shared/deck/kind.ts";
 import type { ContentKind } from "../../functions/_shared/content/kinds/registry.ts";
 import { registerKind, registeredKinds } from "../../functions/_shared/content/kinds/registry.ts";
 import { bodyUpdate, seedState } from "../../functions/_shared/content/ydoc.ts";

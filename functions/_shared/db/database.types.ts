@@ -2566,6 +2566,191 @@ export type Database = {
       [_ in never]: never;
     };
   };
+  "deck": {
+    Tables: {
+      "global_themes": {
+        Row: {
+          "color_keywords": (string)[];
+          "created_at": string;
+          "id": string;
+          "name": string;
+          "tokens": NonNullable<Json>;
+          "tone_keywords": (string)[];
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "color_keywords"?: (string)[];
+          "created_at"?: string;
+          "id": string;
+          "name": string;
+          "tokens": NonNullable<Json>;
+          "tone_keywords"?: (string)[];
+          "updated_at"?: string;
+        };
+        Update: {
+          "color_keywords"?: (string)[];
+          "created_at"?: string;
+          "id"?: string;
+          "name"?: string;
+          "tokens"?: NonNullable<Json>;
+          "tone_keywords"?: (string)[];
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "prices": {
+        Row: {
+          "credits": number;
+          "description": string;
+          "key": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "credits": number;
+          "description": string;
+          "key": string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "credits"?: number;
+          "description"?: string;
+          "key"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "template_categories": {
+        Row: {
+          "description": string;
+          "key": string;
+          "name": string;
+          "position": number;
+        };
+        ComputedFields: never;
+        Insert: {
+          "description"?: string;
+          "key": string;
+          "name": string;
+          "position"?: number;
+        };
+        Update: {
+          "description"?: string;
+          "key"?: string;
+          "name"?: string;
+          "position"?: number;
+        };
+        Relationships: [];
+      };
+      "templates": {
+        Row: {
+          "batch_key": string | null;
+          "category": string;
+          "created_at": string;
+          "document_id": string;
+          "locale": string;
+          "org_id": string;
+          "prompt": string;
+          "prompt_hash": string;
+          "review_note": string | null;
+          "reviewed_at": string | null;
+          "reviewed_by": string | null;
+          "status": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "batch_key"?: string | null;
+          "category": string;
+          "created_at"?: string;
+          "document_id": string;
+          "locale"?: string;
+          "org_id": string;
+          "prompt"?: string;
+          "prompt_hash"?: string;
+          "review_note"?: string | null;
+          "reviewed_at"?: string | null;
+          "reviewed_by"?: string | null;
+          "status"?: string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "batch_key"?: string | null;
+          "category"?: string;
+          "created_at"?: string;
+          "document_id"?: string;
+          "locale"?: string;
+          "org_id"?: string;
+          "prompt"?: string;
+          "prompt_hash"?: string;
+          "review_note"?: string | null;
+          "reviewed_at"?: string | null;
+          "reviewed_by"?: string | null;
+          "status"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "templates_category_fkey";
+            columns: ["category"];
+            isOneToOne: false;
+            referencedRelation: "template_categories";
+            referencedColumns: ["key"];
+          },
+        ];
+      };
+      "themes": {
+        Row: {
+          "color_keywords": (string)[];
+          "created_at": string;
+          "created_by": string | null;
+          "id": string;
+          "name": string;
+          "org_id": string;
+          "tokens": NonNullable<Json>;
+          "tone_keywords": (string)[];
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "color_keywords"?: (string)[];
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "id"?: string;
+          "name": string;
+          "org_id": string;
+          "tokens": NonNullable<Json>;
+          "tone_keywords"?: (string)[];
+          "updated_at"?: string;
+        };
+        Update: {
+          "color_keywords"?: (string)[];
+          "created_at"?: string;
+          "created_by"?: string | null;
+          "id"?: string;
+          "name"?: string;
+          "org_id"?: string;
+          "tokens"?: NonNullable<Json>;
+          "tone_keywords"?: (string)[];
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+    };
+    Views: {
+      [_ in never]: never;
+    };
+    Functions: {
+      [_ in never]: never;
+    };
+    Enums: {
+      [_ in never]: never;
+    };
+    CompositeTypes: {
+      [_ in never]: never;
+    };
+  };
   "notify": {
     Tables: {
       "audit_log": {
@@ -4761,6 +4946,9 @@ export const Constants = {
     Enums: {},
   },
   "content": {
+    Enums: {},
+  },
+  "deck": {
     Enums: {},
   },
   "notify": {

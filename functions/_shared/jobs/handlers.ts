@@ -10,6 +10,7 @@ import type { EmailTransport } from "../email/transport.ts";
 import { renderInvitationEmail } from "../email/templates.ts";
 import { dispatchPending, type EventConsumer } from "../events/dispatcher.ts";
 import { sendDigests } from "../notifications/digest.ts";
+import { deckHandlers, type DeckJobDeps } from "../deck/jobs.ts";
 import { videoHandlers, type VideoJobDeps } from "../video/jobs.ts";
 import { type NotificationMailDeps, withUnsubscribeLink } from "../notifications/mail.ts";
 import { webhookHandlers, type WebhookJobDeps } from "../webhooks/jobs.ts";
@@ -32,6 +33,8 @@ export interface JobDeps {
   content: Omit<ContentJobDeps, "db">;
   /** Talking videos: Storage, the queue, and the AI gateway's worker side (face checks, erasure's provider deletes). */
   video: Omit<VideoJobDeps, "db">;
+  /** Decks: Storage (exports, images), the queue, and the AI gateway's worker side (the generation pipeline). */
+  deck: Omit<DeckJobDeps, "db">;
 }
 
 export type JobHandler = ((data: unknown, jobId: string) => Promise<unknown>) & {
@@ -47,6 +50,7 @@ export function createHandlers(deps: JobDeps): Record<JobName, JobHandler> {
     ...aiHandlers({ db: deps.db, ...deps.ai }),
     ...contentHandlers({ db: deps.db, ...deps.content }),
     ...videoHandlers({ db: deps.db, ...deps.video }),
+    ...deckHandlers({ db: deps.db, ...deps.deck }),
     "email.send": async (data, jobId) => {
       // A notification email's unsubscribe link is signed now, not stored in the queued job.
       const msg = await withUnsubscribeLink(deps.notifications.cfg, JOBS["email.send"].payload.parse(data));

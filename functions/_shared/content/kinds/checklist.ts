@@ -4,6 +4,7 @@
 // and a comment anchors to an item (element_id) and a range of its text (relative positions).
 import * as Y from "yjs";
 import { z } from "zod";
+import { type KeyedList, syncKeyedArray } from "./list-sync.ts";
 import { registerKind } from "./registry.ts";
 import { plainText, syncText } from "./text-sync.ts";
 
@@ -50,65 +51,25 @@ function newItem(item: ChecklistItem): Y.Map<unknown> {
   return m;
 }
 
-/** Indexes (into `seq`) of a longest increasing subsequence: the items that need not move. */
-function longestIncreasing(seq: number[]): Set<number> {
-  const tails: number[] = [];
-  const prev: number[] = new Array(seq.length).fill(-1);
-  for (let i = 0; i < seq.length; i++) {
-    let lo = 0;
-    let hi = tails.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (seq[tails[mid]] < seq[i]) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo > 0) prev[i] = tails[lo - 1];
-    tails[lo] = i;
-  }
-  const keep = new Set<number>();
-  for (let i = tails.length ? tails[tails.length - 1] : -1; i >= 0; i = prev[i]) keep.add(i);
-  return keep;
-}
-
 /** Items keep their Y.Map (and the text's relative positions) unless removed or moved. */
-function syncItems(doc: Y.Doc, target: ChecklistItem[]): void {
-  const arr = itemsOf(doc);
-  const have = arr.toArray();
-  const wanted = new Map(target.map((t, i) => [t.id, i]));
-  const seenIds = new Set<string>();
-  // Old positions of surviving items, in target order; those off the longest increasing run moved.
-  const survivors: { old: number; at: number }[] = [];
-  have.forEach((m, old) => {
-    const item = readItem(m);
-    if (item && wanted.has(item.id) && !seenIds.has(item.id)) {
-      seenIds.add(item.id);
-      survivors.push({ old, at: wanted.get(item.id)! });
-    }
-  });
-  survivors.sort((a, b) => a.at - b.at);
-  const stable = new Set([...longestIncreasing(survivors.map((s) => s.old))].map((i) => survivors[i].old));
-  for (let i = have.length - 1; i >= 0; i--) if (!stable.has(i)) arr.delete(i, 1);
-  let j = 0;
-  for (const item of target) {
-    const current = j < arr.length ? arr.get(j) : undefined;
-    if (current && readItem(current)?.id === item.id) {
-      const text = current.get("text");
-      if (text instanceof Y.Text) syncText(text, item.text ? [{ insert: item.text }] : []);
-      else current.set("text", new Y.Text(item.text));
-      if (current.get("done") !== item.done) current.set("done", item.done);
-    } else {
-      arr.insert(j, [newItem(item)]);
-    }
-    j++;
-  }
-}
+const ITEM_LIST: KeyedList<ChecklistItem> = {
+  keyOf: (m) => readItem(m)?.id ?? null,
+  idOf: (item) => item.id,
+  create: newItem,
+  update: (m, item) => {
+    const text = m.get("text");
+    if (text instanceof Y.Text) syncText(text, item.text ? [{ insert: item.text }] : []);
+    else m.set("text", new Y.Text(item.text));
+    if (m.get("done") !== item.done) m.set("done", item.done);
+  },
+};
 
 export const checklist = registerKind<ChecklistBody>({
   kind: "checklist",
   schema: ChecklistBody,
   empty: () => ({ items: [] }),
   toText: (body) => body.items.map((i) => i.text).join("\n"),
-  toYDoc: (body, doc) => doc.transact(() => syncItems(doc, body.items)),
+  toYDoc: (body, doc) => doc.transact(() => syncKeyedArray(itemsOf(doc), body.items, ITEM_LIST)),
   fromYDoc: (doc) => {
     const seen = new Set<string>();
     const items: ChecklistItem[] = [];

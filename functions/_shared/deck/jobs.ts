@@ -1,0 +1,20 @@
+// The deck module's worker jobs, one map per part (generation, exports, analytics, AI card
+// operations), merged here. Importing this registers the deck document kind in the worker, so
+// the content engine's compaction can read decks.
+import type { AiWorkerDeps } from "../ai/failure.ts";
+import type { StorageAccess } from "../content/storage.ts";
+import type { Db } from "../db/client.ts";
+import type { JobSender } from "../jobs/queue.ts";
+import "./kind.ts";
+
+export interface DeckJobDeps {
+  db: Db;
+  storage: StorageAccess;
+  jobs: JobSender;
+  /** The AI gateway's worker side: the pipeline admits and runs its calls through it. */
+  ai: Omit<AiWorkerDeps, "db">;
+}
+
+export function deckHandlers(_deps: DeckJobDeps) {
+  return {};
+}

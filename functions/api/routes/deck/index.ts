@@ -1,0 +1,9 @@
+// The deck module's routes (schema deck; docs/deck.md): generations in Gamma's API shape,
+// exports, analytics beacons and AI card operations, each in its own file. Importing this
+// registers the deck document kind in the api, so the content routes accept decks.
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import "../../../_shared/deck/kind.ts";
+import type { ApiEnv } from "../../context.ts";
+
+export function registerDeck(_app: OpenAPIHono<ApiEnv>) {
+}
