@@ -6,6 +6,7 @@ import type { StorageAccess } from "../content/storage.ts";
 import type { Db } from "../db/client.ts";
 import type { JobSender } from "../jobs/queue.ts";
 import "./kind.ts";
+import { exportHandlers } from "./exports/job.ts";
 
 export interface DeckJobDeps {
   db: Db;
@@ -15,6 +16,8 @@ export interface DeckJobDeps {
   ai: Omit<AiWorkerDeps, "db">;
 }
 
-export function deckHandlers(_deps: DeckJobDeps) {
-  return {};
+export function deckHandlers(deps: DeckJobDeps) {
+  return {
+    ...exportHandlers(deps),
+  };
 }

@@ -41,6 +41,9 @@ export const VideoUploadPayload = z.object({ upload_id: z.string().uuid() }).str
 export const VideoJobPayload = z.object({ job_id: z.string().uuid() }).strict();
 export const VideoPrivacyPayload = z.object({ request_id: z.string().uuid() }).strict();
 export const VideoRetentionPayload = z.object({}).strict();
+// deck (exports)
+export const DeckExportPayload = z.object({ export_id: z.string().uuid() }).strict();
+export const DeckExportsRetentionPayload = z.object({}).strict();
 /** `now` lets tests run the digest as if at another hour; cron sends {}. */
 export const NotificationsDigestPayload = z.object({ now: z.string().datetime({ offset: true }).optional() }).strict();
 
@@ -174,6 +177,20 @@ export const JOBS = {
     // Hourly: soft-deleted uploads past 30 days, and reserved paths never uploaded to.
     queue: { policy: "stately", retryLimit: 2, retryDelay: 60, expireInSeconds: 600 },
     cron: "29 * * * *",
+  },
+  // deck (exports)
+  "deck.export": {
+    payload: DeckExportPayload,
+    // One render at a time per worker process: a PDF launches a headless Chromium, and the
+    // machine may have two cores. Stately per export: a repeated request never renders twice at once.
+    workers: 1,
+    queue: { policy: "stately", notify: true, retryLimit: 2, retryDelay: 15, retryBackoff: true, retryDelayMax: 120, expireInSeconds: 600 },
+  },
+  "deck.exports_retention": {
+    payload: DeckExportsRetentionPayload,
+    // Hourly: expired export files are removed and their rows marked expired.
+    queue: { policy: "stately", retryLimit: 2, retryDelay: 60, expireInSeconds: 600 },
+    cron: "47 * * * *",
   },
 } as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string; workers?: number; batch?: number }>;
 
