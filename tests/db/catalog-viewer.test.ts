@@ -53,6 +53,7 @@ const VIEWER: Record<string, Expect> = {
   "content.shares": { reads: false, needs: "content.write" },
   "content.template_gallery": { reads: false, needs: "nothing seeded" },
   "content.versions": { reads: true },
+  "deck.operations": { reads: true },
   "deck.templates": { reads: true },
   "deck.themes": { reads: true },
   "notify.activity": { reads: true },

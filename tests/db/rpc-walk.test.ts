@@ -40,6 +40,8 @@ const AI_JOB = "a1000000-0000-4000-8000-0000000f00a1"; // alice's
 const AI_BATCH = "a1000000-0000-4000-8000-0000000000b1";
 const UPLOAD = "a0000000-0000-4000-8000-0000000f0001"; // alice's photo
 const VIDEO_JOB = "a0000000-0000-4000-8000-0000000f0101"; // alice's, completed
+const DECK_OPERATION = "a0000000-0000-4000-8000-0000000de0a1"; // alice's AI card operation, applied
+const DECK_TEMPLATE = "a0000000-0000-4000-8000-0000000de002"; // a deck template in review
 const NOTIFICATION = "a0000000-0000-4000-8000-0000000a0001"; // alice's, unread
 const BODY = [{ type: "text", text: "walk" }];
 
@@ -137,6 +139,9 @@ const RPCS: Record<string, Entry> = {
   "video.cancel_job": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "PT404", viewer: "PT404" },
   "video.retry_job": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "PT404", aal2: "PT409", viewer: "PT404" },
   "video.job_attempts": { args: () => ({ p_job_id: VIDEO_JOB }), aal1: "stranger", viewer: "ok" },
+
+  "deck.discard_operation": { args: () => ({ p_operation_id: DECK_OPERATION }), aal1: "PT404", aal2: "PT409", viewer: "42501" },
+  "deck.review_template": { args: () => ({ p_document_id: DECK_TEMPLATE, p_decision: "reject" }), aal1: "PT404", viewer: "42501" },
 
   "notify.verify_audit_chain": { args: () => ({ p_org_id: ACME }), aal1: "42501", viewer: "42501" },
   "notify.audit_chain_head": { args: () => ({ p_org_id: ACME }), aal1: "42501", viewer: "42501" },

@@ -6,6 +6,7 @@ import type { StorageAccess } from "../content/storage.ts";
 import type { Db } from "../db/client.ts";
 import type { JobSender } from "../jobs/queue.ts";
 import "./kind.ts";
+import { operationHandlers } from "./operations/jobs.ts";
 import { exportHandlers } from "./exports/job.ts";
 
 export interface DeckJobDeps {
@@ -19,5 +20,6 @@ export interface DeckJobDeps {
 export function deckHandlers(deps: DeckJobDeps) {
   return {
     ...exportHandlers(deps),
+    ...operationHandlers(deps),
   };
 }

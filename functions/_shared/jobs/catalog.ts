@@ -44,6 +44,9 @@ export const VideoRetentionPayload = z.object({}).strict();
 // deck (exports)
 export const DeckExportPayload = z.object({ export_id: z.string().uuid() }).strict();
 export const DeckExportsRetentionPayload = z.object({}).strict();
+// deck (operations)
+export const DeckCardOpPayload = z.object({ operation_id: z.string().uuid() }).strict();
+export const DeckOperationsSweepPayload = z.object({}).strict();
 /** `now` lets tests run the digest as if at another hour; cron sends {}. */
 export const NotificationsDigestPayload = z.object({ now: z.string().datetime({ offset: true }).optional() }).strict();
 
@@ -191,6 +194,21 @@ export const JOBS = {
     // Hourly: expired export files are removed and their rows marked expired.
     queue: { policy: "stately", retryLimit: 2, retryDelay: 60, expireInSeconds: 600 },
     cron: "47 * * * *",
+  },
+  // deck (operations)
+  "deck.card_op": {
+    payload: DeckCardOpPayload,
+    // I/O-bound: one AI call, then a short write. Stately per operation (singletonKey): a
+    // deferred run and the sweep never run one operation twice at once. Retries cover crashes
+    // and database errors; the AI job's own failures end the operation as failed.
+    workers: 4,
+    queue: { policy: "stately", notify: true, retryLimit: 5, retryDelay: 5, retryBackoff: true, retryDelayMax: 120, expireInSeconds: 600 },
+  },
+  "deck.operations_sweep": {
+    payload: DeckOperationsSweepPayload,
+    // Every minute: operations whose job was lost are queued again.
+    queue: { policy: "stately", retryLimit: 1, retryDelay: 30, expireInSeconds: 120 },
+    cron: "* * * * *",
   },
 } as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string; workers?: number; batch?: number }>;
 

@@ -4,6 +4,8 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import "../../../_shared/deck/kind.ts";
 import type { ApiEnv } from "../../context.ts";
+import { registerDeckOperations } from "./operations.ts";
 
-export function registerDeck(_app: OpenAPIHono<ApiEnv>) {
+export function registerDeck(app: OpenAPIHono<ApiEnv>) {
+  registerDeckOperations(app);
 }
