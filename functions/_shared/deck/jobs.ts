@@ -8,6 +8,7 @@ import type { JobSender } from "../jobs/queue.ts";
 import "./kind.ts";
 import { operationHandlers } from "./operations/jobs.ts";
 import { exportHandlers } from "./exports/job.ts";
+import { analyticsHandlers } from "./analytics/jobs.ts";
 
 export interface DeckJobDeps {
   db: Db;
@@ -20,6 +21,7 @@ export interface DeckJobDeps {
 export function deckHandlers(deps: DeckJobDeps) {
   return {
     ...exportHandlers(deps),
+    ...analyticsHandlers(deps),
     ...operationHandlers(deps),
   };
 }

@@ -47,6 +47,9 @@ export const DeckExportsRetentionPayload = z.object({}).strict();
 // deck (operations)
 export const DeckCardOpPayload = z.object({ operation_id: z.string().uuid() }).strict();
 export const DeckOperationsSweepPayload = z.object({}).strict();
+// deck (analytics)
+/** One deck (on demand), or none: the decks seen since their last rollup (cron). */
+export const DeckAnalyticsRollupPayload = z.object({ document_id: z.string().uuid().optional() }).strict();
 /** `now` lets tests run the digest as if at another hour; cron sends {}. */
 export const NotificationsDigestPayload = z.object({ now: z.string().datetime({ offset: true }).optional() }).strict();
 
@@ -209,6 +212,15 @@ export const JOBS = {
     // Every minute: operations whose job was lost are queued again.
     queue: { policy: "stately", retryLimit: 1, retryDelay: 30, expireInSeconds: 120 },
     cron: "* * * * *",
+  },
+  // deck (analytics)
+  "deck.analytics_rollup": {
+    payload: DeckAnalyticsRollupPayload,
+    // Every 5 minutes: the decks seen since their last rollup, each recomputed whole (idempotent).
+    // Stately per deck (singletonKey: the document id) for on-demand runs, so repeated requests
+    // coalesce into one more pass; the scheduled run has no key and coalesces with itself.
+    queue: { policy: "stately", retryLimit: 2, retryDelay: 30, expireInSeconds: 600 },
+    cron: "*/5 * * * *",
   },
 } as const satisfies Record<string, { payload: z.ZodType; queue: Omit<Queue, "name">; cron?: string; workers?: number; batch?: number }>;
 

@@ -4,8 +4,10 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import "../../../_shared/deck/kind.ts";
 import type { ApiEnv } from "../../context.ts";
+import { registerDeckAnalytics } from "./analytics.ts";
 import { registerDeckOperations } from "./operations.ts";
 
 export function registerDeck(app: OpenAPIHono<ApiEnv>) {
+  registerDeckAnalytics(app);
   registerDeckOperations(app);
 }
