@@ -56,6 +56,7 @@ const VIEWER: Record<string, Expect> = {
   "deck.operations": { reads: true },
   "deck.card_events": { reads: true },
   "deck.card_rollups": { reads: true },
+  "deck.exports": { reads: true },
   "deck.revision_rollups": { reads: true },
   "deck.templates": { reads: true },
   "deck.themes": { reads: true },

@@ -96,15 +96,24 @@ export async function requestExport(
   return { exportId: result.export_id, status: result.status, reused: result.reused };
 }
 
-/** A signed download URL while the file is stored and not expired; null otherwise. */
+/** The download's file name: the deck's title (when given) in safe characters, and the format's extension. */
+export function downloadName(path: string, title?: string | null): string {
+  const ext = path.split(".").pop() ?? "bin";
+  const base = (title ?? "").normalize("NFKD").replace(/[^A-Za-z0-9 ._-]+/g, "").trim().replace(/\s+/g, "-").slice(0, 80);
+  return `${base || "deck"}.${ext}`;
+}
+
+/**
+ * A signed download URL while the file is stored and not expired (valid an hour, never past the
+ * file's expiry); null otherwise. With the row's title, the download is named after the deck.
+ */
 export async function exportUrl(
   storage: StorageAccess,
-  row: { storage_path: string | null; status: string; expires_at: string | null },
+  row: { storage_path: string | null; status: string; expires_at: string | null; title?: string | null },
   now: Date = new Date(),
 ): Promise<string | null> {
   if (row.status !== "stored" || !row.storage_path || !row.expires_at) return null;
   const left = Math.floor((new Date(row.expires_at).getTime() - now.getTime()) / 1000);
   if (left <= 0) return null;
-  const name = row.storage_path.split("/").pop() ?? undefined;
-  return await signDownload(storage, EXPORT_BUCKET, row.storage_path, Math.min(URL_SECONDS, left), name);
+  return await signDownload(storage, EXPORT_BUCKET, row.storage_path, Math.min(URL_SECONDS, left), downloadName(row.storage_path, row.title));
 }

@@ -1,6 +1,43 @@
-// deck.exports_retention's work (filled in next).
+// deck.exports_retention (hourly): stored files past their expiry are marked expired, then the
+// files of expired and failed rows are removed from Storage and their paths cleared. Two
+// passes, so no row lock is held across Storage calls and a crash between them loses nothing:
+// the next run finds the paths still set. Asking for an expired export renders it anew.
+import { sql } from "kysely";
+import { removeObjects } from "../../content/storage.ts";
+import { asService } from "../../db/client.ts";
 import type { ExportJobDeps } from "./job.ts";
+import { EXPORT_BUCKET } from "./request.ts";
 
-export async function purgeExpiredExports(_deps: ExportJobDeps): Promise<Record<string, unknown>> {
-  return { removed: 0 };
+const BATCH = 500;
+
+export async function purgeExpiredExports(deps: ExportJobDeps): Promise<Record<string, unknown>> {
+  const expired = await asService(deps.db, async (tx) => {
+    const { rows } = await sql<{ n: number }>`
+      with due as (
+        select id from deck.exports where status = 'stored' and expires_at <= now()
+        order by expires_at limit ${BATCH * 10} for update skip locked
+      )
+      update deck.exports e set status = 'expired', finished_at = now() from due where e.id = due.id
+      returning 1 as n`.execute(tx);
+    return rows.length;
+  });
+  let removed = 0;
+  for (;;) {
+    const rows = await asService(deps.db, async (tx) =>
+      (await sql<{ id: string; storage_path: string }>`
+        select id, storage_path from deck.exports
+        where status in ('expired', 'failed') and storage_path is not null
+        order by updated_at limit ${BATCH}`.execute(tx)).rows);
+    if (rows.length === 0) break;
+    await removeObjects(deps.storage, EXPORT_BUCKET, rows.map((r) => r.storage_path));
+    // Only rows still as they were: one asked for again meanwhile keeps its (new) path.
+    await asService(deps.db, async (tx) => {
+      await sql`update deck.exports set storage_path = null
+                where id = any(${rows.map((r) => r.id)}::uuid[]) and status in ('expired', 'failed')
+                  and storage_path = any(${rows.map((r) => r.storage_path)}::text[])`.execute(tx);
+    });
+    removed += rows.length;
+    if (rows.length < BATCH) break;
+  }
+  return { expired, removed };
 }

@@ -5,9 +5,11 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import "../../../_shared/deck/kind.ts";
 import type { ApiEnv } from "../../context.ts";
 import { registerDeckAnalytics } from "./analytics.ts";
+import { registerDeckExports } from "./exports.ts";
 import { registerDeckOperations } from "./operations.ts";
 
 export function registerDeck(app: OpenAPIHono<ApiEnv>) {
   registerDeckAnalytics(app);
+  registerDeckExports(app);
   registerDeckOperations(app);
 }
