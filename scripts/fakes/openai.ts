@@ -23,10 +23,12 @@
 //                   non-stream: the socket is destroyed before any answer
 //   stream_error    stream: `chunks` content chunks then a data: {"error":...} event [errorType, errorCode, errorMessage];
 //                   non-stream: 500
-// Embeddings also take [vectors, dimensions, ignoreEncoding (answer floats even when base64 was
+// Chat in JSON mode whose messages carry a ```json-schema block answers an instance of the schema
+// (unless text is scripted). Embeddings also take [vectors, dimensions, ignoreEncoding (answer floats even when base64 was
 // asked, like servers that ignore encoding_format)]; moderations flag inputs containing FLAGME
 // [flagged: boolean[]]; images [revisedPrompt, usage].
 import { createHash } from "node:crypto";
+import { instanceOf, schemaIn, withoutSchemas } from "../../functions/_shared/ai/providers/local-json.ts";
 import { encodePng, encodeWav } from "../../functions/_shared/ai/providers/local-media.ts";
 import { hang, sendJson, type FakeRequest, type FakeRoute, type Step } from "./lib/fake-server.ts";
 import { contentText, cutStream, estimateTokens, fakeId, mergeUsage, num, retryHeaders, startSse, stepDelay, writePieces, writeSse } from "./lib/ai-wire.ts";
@@ -148,6 +150,21 @@ async function begin(r: FakeRequest, endpointModes: string[] = []): Promise<Ctx 
 
 // ---------------------------------------------------------------------------- chat
 
+/**
+ * JSON mode with a JSON Schema in the messages (a ```json-schema block, as the deck pipeline
+ * writes them): a schema-valid answer, as a real model in JSON mode gives, from the last user
+ * message's words. Scripted text still wins.
+ */
+function schemaAnswer(body: any): string | undefined {
+  if (body?.response_format?.type !== "json_object" || !Array.isArray(body.messages)) return undefined;
+  const texts: string[] = body.messages.map((m: { content?: unknown }) => contentText(m?.content));
+  const schema = schemaIn(texts);
+  if (!schema) return undefined;
+  const user = [...body.messages].reverse().find((m: { role?: string }) => m?.role === "user");
+  const words = withoutSchemas(contentText(user?.content)).match(/[\p{L}\p{N}]{4,}/gu) ?? [];
+  return JSON.stringify(instanceOf(schema, [...new Set(words)].slice(0, 64)));
+}
+
 function chatUsage(ctx: Ctx, messages: unknown, text: string) {
   const prompt = Array.isArray(messages) ? messages.map((m: { content?: unknown }) => contentText(m?.content)).join("\n") : "";
   const zero = ctx.step.mode === "zero_usage";
@@ -170,7 +187,7 @@ async function chat(r: FakeRequest) {
   const { step, model, headers } = ctx;
   const body = r.json ?? {};
   const filtered = step.mode === "content_filter";
-  const text = typeof step.text === "string" ? step.text : filtered ? "I can" : `This is a fake reply from ${model}.`;
+  const text = typeof step.text === "string" ? step.text : filtered ? "I can" : schemaAnswer(body) ?? `This is a fake reply from ${model}.`;
   const finish = filtered ? "content_filter" : String(step.finishReason ?? "stop");
   const id = fakeId("chatcmpl-", 29);
   const created = Math.floor(Date.now() / 1000);

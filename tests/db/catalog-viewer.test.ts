@@ -57,6 +57,8 @@ const VIEWER: Record<string, Expect> = {
   "deck.card_events": { reads: true },
   "deck.card_rollups": { reads: true },
   "deck.exports": { reads: true },
+  "deck.generation_cards": { reads: false, needs: "own rows", through: "deck.generations" },
+  "deck.generations": { reads: false, needs: "own rows" },
   "deck.revision_rollups": { reads: true },
   "deck.templates": { reads: true },
   "deck.themes": { reads: true },

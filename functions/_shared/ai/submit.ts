@@ -40,17 +40,27 @@ export interface JobRequest {
 }
 
 export interface ModuleRoute {
-  /** The module's provider chain: deployments in order (those not enabled or not priced are skipped). */
-  deployments: string[];
+  /**
+   * The module's provider chain: deployments in order (those not enabled or not priced are
+   * skipped). Without it, the org's route for `tier` (or `model`) as for any job.
+   */
+  deployments?: string[];
   /**
    * The module's price: replaces the credits of every deployment's rows for this unit, so the job
    * is reserved and settled at it whichever deployment answers; provider cost stays the deployment's.
    */
-  price: { unit: PriceUnit; per_units: number; credits: number };
+  price?: { unit: PriceUnit; per_units: number; credits: number };
+  /**
+   * The module bills this job itself, from its own price table (decks charge per card and per
+   * image): every price row's credits are 0 on each of the job's routes, so the gateway reserves
+   * and settles nothing for it, while provider cost, usage, attempts and routing are recorded as
+   * for any job. Trusted server code only: no route's body schema has a field that sets it.
+   */
+  billedByModule?: boolean;
 }
 
 /** The candidates with the module's price in place of their own credits for its unit. */
-function withModulePrice(route: Candidate[], price: ModuleRoute["price"]): Candidate[] {
+function withModulePrice(route: Candidate[], price: NonNullable<ModuleRoute["price"]>): Candidate[] {
   return route.map((c) => ({
     ...c,
     prices: c.prices.map((p) =>
@@ -58,6 +68,11 @@ function withModulePrice(route: Candidate[], price: ModuleRoute["price"]): Candi
         ? p
         : { ...p, per_units: price.per_units, credits: price.credits, provider_cost_micros: (p.provider_cost_micros * price.per_units) / p.per_units }),
   }));
+}
+
+/** The candidates with every price row's credits at 0 (provider cost kept): a job its module bills. */
+function unbilled(route: Candidate[]): Candidate[] {
+  return route.map((c) => ({ ...c, prices: c.prices.map((p) => ({ ...p, credits: 0 })) }));
 }
 
 const ENHANCE_MAX_TOKENS = 300;
@@ -75,9 +90,11 @@ export function parseInput<M extends Modality>(modality: M, input: unknown): Inp
 /** The main route, refusing what cannot be served (unknown model, nothing priced, too large). */
 async function mainRoute(tx: Tx, who: Submitter, req: JobRequest, input: AnyInput): Promise<Candidate[]> {
   if (!req.tier === !req.model) throw new ApiError(400, "invalid_request", "give either a tier or a model");
-  let route = req.route
-    ? withModulePrice(await loadRouteOf(tx, req.route.deployments, req.modality), req.route.price)
+  let route = req.route?.deployments
+    ? await loadRouteOf(tx, req.route.deployments, req.modality)
     : await loadRoute(tx, { orgId: who.orgId, modality: req.modality, tier: req.tier, model: req.model });
+  if (req.route?.price) route = withModulePrice(route, req.route.price);
+  if (req.route?.billedByModule) route = unbilled(route);
   if (route.length === 0) {
     if (req.model) {
       const { rows } = await sql<{ n: number }>`select count(*)::int as n from ai.models where id = ${req.model} and enabled`.execute(tx);
@@ -127,11 +144,12 @@ export async function admitJob(tx: Tx, jobs: JobSender | null, who: Submitter, r
   if ("image_path" in input || "audio_path" in input) await assertReadable(tx, input as InputOf<"video">);
   const route: JobRoute = { main: await mainRoute(tx, who, req, input) };
   const moderation = await moderationRoute(tx, who, req.modality);
-  if (moderation) route.moderation = moderation;
+  if (moderation) route.moderation = req.route?.billedByModule ? unbilled(moderation) : moderation;
   const wantsEnhance = (input as { enhance?: boolean }).enhance === true;
   if (wantsEnhance) {
     route.enhance = await loadRoute(tx, { orgId: who.orgId, modality: "text", tier: "economy" });
     if (route.enhance.length === 0) throw new ApiError(400, "no_route", "no text model is available to enhance the prompt");
+    if (req.route?.billedByModule) route.enhance = unbilled(route.enhance);
   }
   const texts = inputTexts(req.modality, input);
   const bytes = texts.reduce((n, s) => n + new TextEncoder().encode(s).length, 0);

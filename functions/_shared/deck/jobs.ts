@@ -9,6 +9,7 @@ import "./kind.ts";
 import { operationHandlers } from "./operations/jobs.ts";
 import { exportHandlers } from "./exports/job.ts";
 import { analyticsHandlers } from "./analytics/jobs.ts";
+import { generationHandlers } from "./generation/jobs.ts";
 
 export interface DeckJobDeps {
   db: Db;
@@ -23,5 +24,6 @@ export function deckHandlers(deps: DeckJobDeps) {
     ...exportHandlers(deps),
     ...analyticsHandlers(deps),
     ...operationHandlers(deps),
+    ...generationHandlers(deps),
   };
 }

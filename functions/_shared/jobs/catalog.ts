@@ -41,6 +41,8 @@ export const VideoUploadPayload = z.object({ upload_id: z.string().uuid() }).str
 export const VideoJobPayload = z.object({ job_id: z.string().uuid() }).strict();
 export const VideoPrivacyPayload = z.object({ request_id: z.string().uuid() }).strict();
 export const VideoRetentionPayload = z.object({}).strict();
+// deck (generation)
+export const DeckGeneratePayload = z.object({ generation_id: z.string().uuid() }).strict();
 // deck (exports)
 export const DeckExportPayload = z.object({ export_id: z.string().uuid() }).strict();
 export const DeckExportsRetentionPayload = z.object({}).strict();
@@ -183,6 +185,16 @@ export const JOBS = {
     // Hourly: soft-deleted uploads past 30 days, and reserved paths never uploaded to.
     queue: { policy: "stately", retryLimit: 2, retryDelay: 60, expireInSeconds: 600 },
     cron: "29 * * * *",
+  },
+  // deck (generation)
+  "deck.generate": {
+    payload: DeckGeneratePayload,
+    // I/O-bound: a generation mostly waits on providers (its own calls run 8 at a time). Stately
+    // per generation (singletonKey): a re-queue (approve, cancel) never runs one twice at once.
+    // Retries cover crashes: a run resumes at the stage that failed. Expiry outlasts a large deck
+    // under a small plan's rate limit, so a live run is never taken over by a second one.
+    workers: 2,
+    queue: { policy: "stately", notify: true, retryLimit: 5, retryDelay: 10, retryBackoff: true, retryDelayMax: 300, expireInSeconds: 3600 },
   },
   // deck (exports)
   "deck.export": {

@@ -3,7 +3,9 @@
 // bytes. It is a provider like any other (the gateway only enables it when ai.providers says
 // so); nothing in production branches on "test mode".
 //
-// - chat: a short reply that echoes the prompt's key words; tokens = ceil(UTF-8 bytes / 4)
+// - chat: a short reply that echoes the prompt's key words; tokens = ceil(UTF-8 bytes / 4); a JSON
+//   request that carries a JSON Schema (a ```json-schema block) gets an instance of it built from
+//   the prompt's words (local-json.ts), so structured stages (the deck pipeline) run keyless
 // - image: a PNG in two colours derived from the prompt, at the requested size capped at 512 px
 // - embed: bag-of-words hashing, so texts that share words point the same way; unit length
 // - moderate: flags inputs that contain the marker word (default FLAGME; `FLAGME:hate` picks
@@ -26,6 +28,7 @@ import {
   type ProviderConnection,
   ProviderError,
 } from "../types.ts";
+import { instanceOf, schemaIn, withoutSchemas } from "./local-json.ts";
 import { encodePng, encodeWav, localMp4, type Rgb } from "./local-media.ts";
 
 export interface LocalOptions {
@@ -195,7 +198,12 @@ function answer(req: ChatRequest, providerRequestId: string): ChatResult {
   const budget = Math.max(0, req.maxTokens);
   let text: string;
   let finishReason: FinishReason = "stop";
-  if (req.responseFormat === "json") {
+  const schema = req.responseFormat === "json" ? schemaIn(req.messages.map((m) => m.content)) : null;
+  if (schema) {
+    // A JSON Schema in the request (local-json.ts): an instance of it, from the prompt's words.
+    text = JSON.stringify(instanceOf(schema, contentWords(withoutSchemas(prompt))));
+    if (tokens(text) > budget) finishReason = "length";
+  } else if (req.responseFormat === "json") {
     // Always valid JSON: drop keywords, then the summary, until it fits the budget.
     const obj: { summary?: string; keywords: string[]; ref: string } = { summary: summarize(words), keywords: [...words], ref };
     const fits = () => tokens(JSON.stringify(obj)) <= budget;
@@ -212,6 +220,17 @@ function answer(req: ChatRequest, providerRequestId: string): ChatResult {
   }
   const inputTokens = req.messages.reduce((n, m) => n + tokens(m.content), 0);
   return { text, finishReason, usage: { inputTokens, outputTokens: tokens(text) }, providerRequestId, providerModel: req.model };
+}
+
+/** Every distinct word of three or more letters, in order, minus stopwords (at most 64). */
+function contentWords(text: string): string[] {
+  const out: string[] = [];
+  for (const w of text.match(/[\p{L}\p{N}]{3,}/gu) ?? []) {
+    const lower = w.toLowerCase();
+    if (!STOPWORDS.has(lower) && !out.some((o) => o.toLowerCase() === lower)) out.push(w);
+    if (out.length === 64) break;
+  }
+  return out;
 }
 
 function summarize(words: string[]): string {

@@ -6,10 +6,12 @@ import "../../../_shared/deck/kind.ts";
 import type { ApiEnv } from "../../context.ts";
 import { registerDeckAnalytics } from "./analytics.ts";
 import { registerDeckExports } from "./exports.ts";
+import { registerDeckGenerations } from "./generations.ts";
 import { registerDeckOperations } from "./operations.ts";
 
 export function registerDeck(app: OpenAPIHono<ApiEnv>) {
   registerDeckAnalytics(app);
   registerDeckExports(app);
   registerDeckOperations(app);
+  registerDeckGenerations(app);
 }

@@ -1,0 +1,43 @@
+// A generated image becomes one of the deck's content assets, like an upload: the content engine
+// reserves the asset (content-assets/<org>/<deck>/<asset>.<ext>, counted against the plan's
+// storage), Storage copies the gateway's output (bucket ai-outputs) to that path, and the content
+// engine's own verification (verifyAsset: sniff the real bytes, record size, sha256 and
+// dimensions) marks it verified. The card then points at it ({ asset_id, alt }); exports read it
+// from there. No transaction is open while Storage works. A retried run may reserve a second row
+// for the same image; the unused reservation expires (content retention) and its bytes are orphans.
+import { sql } from "kysely";
+import { type AssetRow, verifyAsset } from "../../content/assets.ts";
+import { ASSET_BUCKET, type StorageAccess } from "../../content/storage.ts";
+import { asService, type Db } from "../../db/client.ts";
+
+export interface OutputFile {
+  bucket: string;
+  path: string;
+  mime_type: string;
+  bytes: number;
+}
+
+async function copyAcross(storage: StorageAccess, from: { bucket: string; path: string }, to: { bucket: string; path: string }) {
+  const f = storage.fetch ?? fetch;
+  const res = await f(`${storage.url}/storage/v1/object/copy`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${storage.serviceRoleKey}`, apikey: storage.serviceRoleKey, "content-type": "application/json" },
+    body: JSON.stringify({ bucketId: from.bucket, sourceKey: from.path, destinationBucket: to.bucket, destinationKey: to.path }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  if (!res.ok) throw new Error(`copying ${from.bucket}/${from.path} failed: ${res.status} ${(await res.text()).slice(0, 200)}`);
+  await res.body?.cancel();
+}
+
+/** Stores the image as an asset of the deck; the asset id, or null when its bytes were refused. */
+export async function imageToAsset(deps: { db: Db; storage: StorageAccess }, documentId: string, file: OutputFile, name: string): Promise<string | null> {
+  const asset = await asService(deps.db, async (tx) =>
+    (await sql<AssetRow>`select * from private.content_reserve_asset(${documentId}::uuid, ${name}, ${file.mime_type}, ${file.bytes}::bigint)`
+      .execute(tx)).rows[0]);
+  await copyAcross(deps.storage, { bucket: file.bucket, path: file.path }, { bucket: ASSET_BUCKET, path: asset.object_path });
+  const verdict = await verifyAsset(deps, asset.id);
+  if ("verified" in verdict) return asset.id;
+  // Another path (the upload event's own verification) may have got there first.
+  const { rows } = await asService(deps.db, (tx) => sql<{ status: string }>`select status from content.assets where id = ${asset.id}::uuid`.execute(tx));
+  return rows[0]?.status === "verified" ? asset.id : null;
+}
