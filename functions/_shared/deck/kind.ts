@@ -119,6 +119,8 @@ const CARD_LIST: KeyedList<Card> = {
   idOf: (card) => card.id,
   create: (card) => toY(card as unknown as Json) as Y.Map<unknown>,
   update: (m, card) => {
+    // Keys a peer added are removed too: a card with a stray key is invalid, and would stay dropped.
+    for (const k of [...m.keys()]) if (!(k in card)) m.delete(k);
     for (const [k, v] of Object.entries(card)) syncField(m, k, v as Json);
   },
 };
