@@ -78,7 +78,7 @@ export async function recordBeacons(db: Db, viewId: string, caller: BeaconCaller
     if (!view) throw noSuchView();
     const allowed = view.source === "link" ? caller.viewerKey !== null && view.key_matches : caller.userId !== null && caller.userId === view.user_id;
     if (!allowed) {
-      if (view.source === "member" && caller.userId === null) throw new ApiError(401, "unauthorized", "this view belongs to a signed-in reader: send their access token");
+      if (view.source === "member" && caller.userId === null && caller.viewerKey === null) throw new ApiError(401, "unauthorized", "this view belongs to a signed-in reader: send their access token");
       throw noSuchView();
     }
     if (view.expired) throw new ApiError(410, "view_expired", `a view takes beacons for ${VIEW_TTL_HOURS} hours: start a new one`);
