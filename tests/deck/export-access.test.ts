@@ -15,6 +15,7 @@ import { contentRpc } from "../helpers/content.ts";
 import { admin, createTeam, createUser, expectSqlError, select, as, stack, type Team } from "../helpers/db.ts";
 import { call, expectError } from "../helpers/http.ts";
 import { broadcasts, rtClient, subscribe } from "../helpers/realtime.ts";
+import { createApiKey } from "../helpers/openai.ts";
 import { objectRow } from "../helpers/storage.ts";
 import { tokenFor } from "../helpers/supabase.ts";
 import {
@@ -178,13 +179,28 @@ describe("who may ask for and read an export", () => {
     expect(await select(downloader, "select id from deck.exports where document_id = $1", [deck.id])).toEqual([{ id: exportId }]);
   });
 
+  it("an org API key with content.read asks and reads like a member; one of another org gets 404", async () => {
+    const key = await createApiKey(team.owner, team.orgId, ["content.read"]);
+    const res = await call(`/api/deck/decks/${deck.id}/exports`, { apiKey: key.key, json: { format: "pptx" } });
+    expect(res.status, res.raw).toBe(202);
+    expect(res.body.export).toMatchObject({ format: "pptx", requested_by: null });
+    expect((await admin.query("select api_key_id from deck.exports where id = $1", [res.body.export.id])).rows[0].api_key_id).toBe(key.id);
+    expect(await settled(res.body.export.id)).toMatchObject({ status: "stored" });
+    const got = await call(`/api/deck/exports/${res.body.export.id}`, { apiKey: key.key });
+    expect(got.status, got.raw).toBe(200);
+    expect(got.body.url).toMatch(/deck-exports/);
+    const otherKey = await createApiKey(other.owner, other.orgId, ["content.read"]);
+    expectError(await call(`/api/deck/decks/${deck.id}/exports`, { apiKey: otherKey.key, json: { format: "pdf" } }), 404, "not_found");
+    expectError(await call(`/api/deck/exports/${res.body.export.id}`, { apiKey: otherKey.key }), 404, "not_found");
+  });
+
   it("clients read no snapshot and write nothing; nobody asks in another's name", async () => {
     await expectSqlError(select(team.owner, "select body from deck.exports where id = $1", [exportId]), "42501");
     await expectSqlError(as(team.owner, (c) => c.query("update deck.exports set status = 'queued' where id = $1", [exportId])), "42501");
     await expectSqlError(as(team.owner, (c) => c.query("delete from deck.exports where id = $1", [exportId])), "42501");
     await expectSqlError(as(team.member, (c) => c.query("select private.deck_request_export($1, $2, 'pdf', $3)", [deck.id, deck.revision, team.owner.id])), "42501");
     expect(await exportRow(exportId)).toMatchObject({ status: "stored" });
-    expect(await exportCount(deck.id)).toBe(1);
+    expect(await exportCount(deck.id)).toBe(2);
   });
 });
 
