@@ -163,6 +163,8 @@ export async function runGeneration(deps: GenerationDeps, id: string): Promise<R
       idempotencyKey: `deck:${id}:image:${c.position}`,
     });
     if (!r.ok) return void (await storeImage(deps.db, id, c.position, { error: `${r.code}: ${r.message}` }));
+    // Canceled while the provider worked: the picture is not made a deck asset (nor charged).
+    if (!(await stillPending())) return;
     const file = (r.output.files as OutputFile[] | undefined)?.[0];
     if (!file || !g!.document_id) return void (await storeImage(deps.db, id, c.position, { error: "no image file was produced" }));
     let assetId: string | null;
