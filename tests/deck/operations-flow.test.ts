@@ -12,6 +12,7 @@ import { admin } from "../helpers/db.ts";
 import { resetFake, scriptFake } from "../helpers/fake-ai.ts";
 import { call, expectError } from "../helpers/http.ts";
 import { stack } from "../helpers/ai.ts";
+import { orgRoute } from "../helpers/ai-jobs.ts";
 import { broadcasts, rtClient, subscribe } from "../helpers/realtime.ts";
 import { tokenFor } from "../helpers/supabase.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -114,6 +115,23 @@ describe("an operation applied", () => {
     expect(got.body.operation).toMatchObject({ state: "applied", params: { language: "fr", tier: "balanced" }, result: { id: "c-body", layout: "text" } });
     const list = await call(`/api/deck/decks/${deck.id}/operations`, { token });
     expect(list.body.operations.map((o: { id: string }) => o.id)).toEqual([done.id]);
+  });
+});
+
+describe("the keyless local provider", () => {
+  it("answers an operation with a valid card (the prompt carries the answer's JSON Schema), applied like any other", async () => {
+    const local = await opsTeam();
+    await admin.query("delete from ai.org_routes where org_id = $1", [local.orgId]);
+    await orgRoute(local.orgId, "text", "balanced", ["local/text"]);
+    const deck = await createDeck(local.member, local.orgId);
+    for (const [cardId, op] of [["c-why", "expand"], ["c-body", "rewrite"], ["c-title", "condense"]] as const) {
+      const now = await currentDeck(local.member, deck.id);
+      const res = await requestOp(local.member, deck.id, cardId, { op, base_revision: now.revision });
+      expect(res.status, res.raw).toBe(202);
+      const done = await waitOp(res.body.operation.id, ["applied", "conflict", "failed"]);
+      expect(done.state, JSON.stringify(done.error)).toBe("applied");
+      expect(done.result.layout).toBe(CARDS.find((c) => c.id === cardId)!.layout);
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 // What an AI card operation sends and takes back: the card's canonical hash (what "the card did
 // not change" means), the request hash behind idempotency, the gateway input for each op, and
 // the parse of the model's answer into a valid card (the layout's zod schema decides).
+import { z } from "zod";
 import { sha256Hex } from "../../content/sniff.ts";
 import type { Card } from "../kind.ts";
 import { type Layout, LAYOUTS } from "../layouts.ts";
@@ -54,8 +55,17 @@ export function aiInput(card: Card, op: Op, params: OpParams) {
     ASK[op](params),
     params.instructions ? `Also: ${params.instructions}` : "",
     `Card: ${JSON.stringify({ layout: card.layout, data: card.data })}`,
+    // The answer's JSON Schema in a json-schema block, as the generation's prompts give it: models
+    // follow it, and the keyless local provider answers with an instance of it.
+    `Answer with one JSON object only, valid for this JSON Schema:\n${schemaBlock(card.layout as Layout)}`,
   ].filter(Boolean).join("\n\n");
   return { system, prompt, max_tokens: MAX_OUTPUT_TOKENS, temperature: 0.4, response_format: "json" as const };
+}
+
+function schemaBlock(layout: Layout): string {
+  const json = z.toJSONSchema(z.strictObject({ data: LAYOUTS[layout] })) as Record<string, unknown>;
+  delete json.$schema;
+  return "```json-schema\n" + JSON.stringify(json) + "\n```";
 }
 
 export type Proposal = { ok: true; card: Card } | { ok: false; message: string };
