@@ -86,6 +86,16 @@ describe("one export per deck, revision and format", () => {
     }
   });
 
+  it("six requests at once are one export and one render", async () => {
+    const deck = await createDeck(team.member, team.orgId, deckBody(simpleCards(2)));
+    const answers = await Promise.all([team.member, team.owner, team.admin, team.viewer, team.member, team.owner].map((u) => askExport(u, deck.id, { format: "pdf" })));
+    for (const a of answers) expect([200, 202], a.raw).toContain(a.status);
+    expect(new Set(answers.map((a) => a.body.export.id)).size).toBe(1);
+    expect(await settled(answers[0].body.export.id)).toMatchObject({ status: "stored", renders: 1 });
+    expect(await exportCount(deck.id)).toBe(1);
+    expect(await objectsUnder(`${team.orgId}/${deck.id}/`)).toHaveLength(1);
+  });
+
   it("renders the revision asked for, even when the deck moved on before the worker ran", async () => {
     const deck = await createDeck(team.member, team.orgId, deckBody(simpleCards(2, "Before")));
     // Asked for with a queue that holds the job back, so the deck surely changes first.
