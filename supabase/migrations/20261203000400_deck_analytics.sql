@@ -94,7 +94,7 @@ create table deck.card_events (
 );
 create unique index card_events_view_key_idx on deck.card_events (view_id, event_key);
 create index card_events_org_idx on deck.card_events (org_id, document_id, revision);
-create index card_events_document_idx on deck.card_events (document_id, revision, card_id);
+create index card_events_document_idx on deck.card_events (document_id, view_id);
 comment on table deck.card_events is 'Card beacons: how long a card of a deck revision was on screen in one view. Append-only (updates, deletes and truncates are refused; only cascades from the deck, view or org remove rows). A resent beacon (same view and event key) inserts nothing.';
 comment on column deck.card_events.position is 'The card''s index in its revision (from deck.view_revisions).';
 comment on column deck.card_events.duration_ms is 'Dwell time on the card, 0 to 30 minutes.';
@@ -256,18 +256,21 @@ begin
     group by e.view_id, v.viewer_key, e.revision, e.card_id, e.position
   ), furthest as (
     select view_id, max(position) as furthest from dwell group by view_id
+  ), agg as (
+    -- Narrow rows only: the revision's card list is joined after aggregating.
+    select d.revision, d.card_id, d.position, count(*) as views, count(distinct d.viewer_key) as unique_viewers,
+           percentile_cont(0.5) within group (order by d.ms) as p50, percentile_cont(0.9) within group (order by d.ms) as p90,
+           sum(d.ms) as total, avg((d.position = f.furthest)::int) as drop_off
+    from dwell d join furthest f on f.view_id = d.view_id
+    group by d.revision, d.card_id, d.position
   )
   insert into deck.card_rollups (document_id, revision, card_id, org_id, position, card_title, card_hash, views, unique_viewers,
                                  median_ms, p90_ms, total_ms, drop_off)
-  select p_document_id, d.revision, d.card_id, r.org_id, d.position,
-         coalesce(r.card_titles[d.position + 1], ''), coalesce(r.card_hashes[d.position + 1], ''),
-         count(*), count(distinct d.viewer_key),
-         round(percentile_cont(0.5) within group (order by d.ms)), round(percentile_cont(0.9) within group (order by d.ms)),
-         sum(d.ms), round(avg((d.position = f.furthest)::int), 4)
-  from dwell d
-  join furthest f on f.view_id = d.view_id
-  join deck.view_revisions r on r.document_id = p_document_id and r.revision = d.revision
-  group by d.revision, d.card_id, d.position, r.org_id, r.card_titles, r.card_hashes;
+  select p_document_id, a.revision, a.card_id, r.org_id, a.position,
+         coalesce(r.card_titles[a.position + 1], ''), coalesce(r.card_hashes[a.position + 1], ''),
+         a.views, a.unique_viewers, round(a.p50), round(a.p90), a.total, round(a.drop_off, 4)
+  from agg a
+  join deck.view_revisions r on r.document_id = p_document_id and r.revision = a.revision;
   get diagnostics v_cards = row_count;
 
   with per_view as (
@@ -275,21 +278,25 @@ begin
     from deck.card_events e
     where e.document_id = p_document_id and not e.bot
     group by e.view_id
+  ), per_revision_view as (
+    select v.revision, r.org_id, cardinality(r.card_ids) as card_count, v.viewer_key, v.bot, v.started_at, v.last_seen_at,
+           p.furthest, coalesce(p.total, 0) as total
+    from deck.views v
+    join deck.view_revisions r on r.document_id = v.document_id and r.revision = v.revision
+    left join per_view p on p.view_id = v.id
+    where v.document_id = p_document_id
   )
   insert into deck.revision_rollups (document_id, revision, org_id, card_count, views, unique_viewers, bot_views, completion,
                                      completed_views, median_total_ms, first_view_at, last_view_at)
-  select p_document_id, r.revision, r.org_id, cardinality(r.card_ids),
-         count(*) filter (where not v.bot), count(distinct v.viewer_key) filter (where not v.bot), count(*) filter (where v.bot),
-         coalesce(round(avg(case when cardinality(r.card_ids) = 0 then 0
-                                 else coalesce(p.furthest + 1, 0)::numeric / cardinality(r.card_ids) end) filter (where not v.bot), 4), 0),
-         count(*) filter (where not v.bot and p.furthest = cardinality(r.card_ids) - 1),
-         coalesce(round(percentile_cont(0.5) within group (order by coalesce(p.total, 0)) filter (where not v.bot)), 0),
-         min(v.started_at) filter (where not v.bot), max(v.last_seen_at) filter (where not v.bot)
-  from deck.views v
-  join deck.view_revisions r on r.document_id = v.document_id and r.revision = v.revision
-  left join per_view p on p.view_id = v.id
-  where v.document_id = p_document_id
-  group by r.revision, r.org_id, r.card_ids;
+  select p_document_id, x.revision, x.org_id, x.card_count,
+         count(*) filter (where not x.bot), count(distinct x.viewer_key) filter (where not x.bot), count(*) filter (where x.bot),
+         coalesce(round(avg(case when x.card_count = 0 then 0
+                                 else coalesce(x.furthest + 1, 0)::numeric / x.card_count end) filter (where not x.bot), 4), 0),
+         count(*) filter (where not x.bot and x.furthest = x.card_count - 1),
+         coalesce(round(percentile_cont(0.5) within group (order by x.total) filter (where not x.bot)), 0),
+         min(x.started_at) filter (where not x.bot), max(x.last_seen_at) filter (where not x.bot)
+  from per_revision_view x
+  group by x.revision, x.org_id, x.card_count;
   get diagnostics v_revisions = row_count;
 
   return jsonb_build_object('document_id', p_document_id, 'revisions', v_revisions, 'cards', v_cards);
