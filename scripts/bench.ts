@@ -9,6 +9,7 @@ import { type BenchResult, exitCode, gateLine, gateValue, selectBenches, type St
 import { run as ai } from "../bench/ai.bench.ts";
 import { run as content } from "../bench/content.bench.ts";
 import { run as credits } from "../bench/credits.bench.ts";
+import { run as deck } from "../bench/deck.bench.ts";
 import { run as realtime } from "../bench/realtime.bench.ts";
 import { run as rlsList } from "../bench/rls-list.bench.ts";
 import { run as video } from "../bench/video.bench.ts";
@@ -28,6 +29,8 @@ const benches: { name: string; run: (url: string) => Promise<BenchResult>; durab
   { name: "content", run: content },
   // Both sides commit per job (a video's validation, admission and runs vs a bare video job): fsync on.
   { name: "video", run: video, durable: true },
+  // Commits per card and image on the pipeline side, none on the baseline's: fsync on.
+  { name: "deck", run: deck, durable: true },
 ];
 const selected = selectBenches(benches, process.argv[2]);
 if (!selected) {

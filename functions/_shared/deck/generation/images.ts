@@ -29,15 +29,22 @@ async function copyAcross(storage: StorageAccess, from: { bucket: string; path: 
   await res.body?.cancel();
 }
 
-/** Stores the image as an asset of the deck; the asset id, or null when its bytes were refused. */
-export async function imageToAsset(deps: { db: Db; storage: StorageAccess }, documentId: string, file: OutputFile, name: string): Promise<string | null> {
+/** Stores the image as an asset of the deck: its id, or why its bytes were refused. */
+export async function imageToAsset(
+  deps: { db: Db; storage: StorageAccess },
+  documentId: string,
+  file: OutputFile,
+  name: string,
+): Promise<{ assetId: string } | { refused: string }> {
   const asset = await asService(deps.db, async (tx) =>
     (await sql<AssetRow>`select * from private.content_reserve_asset(${documentId}::uuid, ${name}, ${file.mime_type}, ${file.bytes}::bigint)`
       .execute(tx)).rows[0]);
   await copyAcross(deps.storage, { bucket: file.bucket, path: file.path }, { bucket: ASSET_BUCKET, path: asset.object_path });
   const verdict = await verifyAsset(deps, asset.id);
-  if ("verified" in verdict) return asset.id;
+  if ("verified" in verdict) return { assetId: asset.id };
   // Another path (the upload event's own verification) may have got there first.
-  const { rows } = await asService(deps.db, (tx) => sql<{ status: string }>`select status from content.assets where id = ${asset.id}::uuid`.execute(tx));
-  return rows[0]?.status === "verified" ? asset.id : null;
+  const { rows } = await asService(deps.db, (tx) =>
+    sql<{ status: string; reject_reason: string | null }>`select status, reject_reason from content.assets where id = ${asset.id}::uuid`.execute(tx));
+  if (rows[0]?.status === "verified") return { assetId: asset.id };
+  return { refused: "rejected" in verdict ? String(verdict.rejected) : rows[0]?.reject_reason ?? JSON.stringify(verdict) };
 }

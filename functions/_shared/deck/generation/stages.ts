@@ -167,17 +167,17 @@ export async function runGeneration(deps: GenerationDeps, id: string): Promise<R
     if (!(await stillPending())) return;
     const file = (r.output.files as OutputFile[] | undefined)?.[0];
     if (!file || !g!.document_id) return void (await storeImage(deps.db, id, c.position, { error: "no image file was produced" }));
-    let assetId: string | null;
+    let stored: { assetId: string } | { refused: string };
     try {
-      assetId = await imageToAsset(deps, g!.document_id, file, `${c.card_id}.${file.mime_type.split("/")[1] ?? "png"}`);
+      stored = await imageToAsset(deps, g!.document_id, file, `${c.card_id}.${file.mime_type.split("/")[1] ?? "png"}`);
     } catch (err) {
       // The deck is gone or its org is out of storage: a failed image, not a failed run.
       const known = err instanceof ApiError ? err : fromPostgresError(err);
       if (!known || known.status >= 500 || known.status === 429) throw err;
-      assetId = null;
+      stored = { refused: known.message };
     }
     const alt = outlineOf(c.position).title.slice(0, 300);
-    await storeImage(deps.db, id, c.position, assetId ? { assetId, alt } : { error: "the image was refused by the asset check" });
+    await storeImage(deps.db, id, c.position, "assetId" in stored ? { assetId: stored.assetId, alt } : { error: `not stored: ${stored.refused}` });
   };
   const tasks = [
     ...cards.filter((c) => c.content === null).map((c) => limit(() => contentTask(c))),
