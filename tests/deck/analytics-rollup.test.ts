@@ -137,6 +137,20 @@ describe("views and beacons roll up per card and revision", () => {
     ]);
   });
 
+  it("the same batch sent five times at once is stored once", async () => {
+    const deck = await makeDeck(team.owner, team.orgId, ["p", "q"]);
+    const link = await makeLink(team.owner, deck.id);
+    const viewer = new LinkViewer();
+    const v = await viewer.start(link.token);
+    const batch = beacons(deck.id, deck.revision, [["p", 100], ["q", 200], ["p", 300]]);
+    const results = await Promise.all(Array.from({ length: 5 }, () => viewer.beacons(v.body.viewId, batch)));
+    expect(results.map((r) => r.status)).toEqual([null, null, null, null, null]);
+    expect(results.reduce((n, r) => n + r.body.accepted, 0)).toBe(3);
+    expect(results.reduce((n, r) => n + r.body.duplicates, 0)).toBe(12);
+    const { rows } = await admin.query(`select seq, duration_ms from deck.card_events where view_id = $1 order by seq`, [v.body.viewId]);
+    expect(rows).toEqual([{ seq: 0, duration_ms: 100 }, { seq: 1, duration_ms: 200 }, { seq: 2, duration_ms: 300 }]);
+  });
+
   it("the scheduled rollup recomputes decks seen since their last rollup, idempotently", async () => {
     const { db } = createDb(stack.dbUrl, 2);
     try {
