@@ -7,6 +7,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { createDb } from "../../functions/_shared/db/client.ts";
 import { rollupDue } from "../../functions/_shared/deck/analytics/rollup.ts";
+import { deck as deckKind, type DeckBody } from "../../functions/_shared/deck/kind.ts";
+import { LiveEditor } from "../helpers/content.ts";
 import { admin, createTeam, select, stack, type Team } from "../helpers/db.ts";
 import { call } from "../helpers/http.ts";
 import { waitForJobCompleted } from "../helpers/notifications.ts";
@@ -135,6 +137,29 @@ describe("views and beacons roll up per card and revision", () => {
     expect(rows.map((r: any) => `${r.revision}:${r.card_id}:${r.views}:${r.median_ms}`)).toEqual([
       `${deck.revision}:a:4:2500`, `${deck.revision}:b:3:2000`, `${deck.revision}:c:2:4500`, `${deck.revision}:d:1:4000`, `${rev2}:a:1:1500`, `${rev2}:e:1:2500`,
     ]);
+  });
+
+  it("a live edit not yet compacted is a new revision: the view is pinned to the merged deck, not the stored body", async () => {
+    const deck = await makeDeck(team.owner, team.orgId, ["a", "b"]);
+    const link = await makeLink(team.owner, deck.id);
+    const editor = new LiveEditor(team.owner, deck.id);
+    try {
+      await editor.join();
+      deckKind.toYDoc(deckBody(card("a", "Card a"), card("n", "New card"), card("b", "Card b")) as DeckBody, editor.doc);
+      await editor.flush();
+      expect(editor.errors).toEqual([]);
+    } finally {
+      await editor.leave();
+    }
+    // (The worker may compact the log meanwhile; either way the view sees the edit.)
+    const { rows: [row] } = await admin.query(`select revision from content.documents where id = $1`, [deck.id]);
+    expect(row.revision).toBeGreaterThan(deck.revision);
+    const viewer = new LinkViewer();
+    const v = await viewer.start(link.token);
+    expect(v.body).toMatchObject({ revision: row.revision, cardIds: ["a", "n", "b"] });
+    // The new card takes beacons; the old revision's card list is not this view's.
+    expect((await viewer.beacons(v.body.viewId, beacons(deck.id, row.revision, [["n", 900]]))).body.accepted).toBe(1);
+    expect((await viewer.beacons(v.body.viewId, beacons(deck.id, deck.revision, [["a", 900]], 5))).status).toBe(400);
   });
 
   it("the same batch sent five times at once is stored once", async () => {
