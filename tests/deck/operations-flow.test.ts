@@ -11,7 +11,13 @@ import { account, expectLedgerConsistent } from "../helpers/credits.ts";
 import { admin } from "../helpers/db.ts";
 import { resetFake, scriptFake } from "../helpers/fake-ai.ts";
 import { call, expectError } from "../helpers/http.ts";
+import * as Y from "yjs";
+import { deck as deck_, deckCardMap } from "../../functions/_shared/deck/kind.ts";
+import { LiveEditor } from "../helpers/content.ts";
 import { stack } from "../helpers/ai.ts";
+import { createDb } from "../../functions/_shared/db/client.ts";
+import type { DeckJobDeps } from "../../functions/_shared/deck/jobs.ts";
+import { runOperation, sweepOperations } from "../../functions/_shared/deck/operations/jobs.ts";
 import { orgRoute } from "../helpers/ai-jobs.ts";
 import { broadcasts, rtClient, subscribe } from "../helpers/realtime.ts";
 import { tokenFor } from "../helpers/supabase.ts";
@@ -207,6 +213,51 @@ describe("an AI result racing a human save of the same card", () => {
   });
 });
 
+describe("a live deck (people editing it through Yjs while the AI works)", () => {
+  const field = (doc: Y.Doc, cardId: string, key: string) => (deckCardMap(doc, cardId)!.get("data") as Y.Map<unknown>).get(key) as Y.Text;
+
+  it("typing into the same card makes the AI's result a conflict; typing elsewhere is kept, and the editor receives the AI change live", async () => {
+    const deck = await createDeck(team.member, team.orgId);
+    const editor = new LiveEditor(team.admin, deck.id);
+    await editor.join();
+    try {
+      // Same card: a conflict, and the typed words stay.
+      await scriptFake(stack.fakeAiUrl, team.key, { mode: "slow", delayMs: 1500, text: answer({ title: "The plan", body: "AI text." }) });
+      const a = (await requestOp(team.member, deck.id, "c-body", { op: "rewrite", base_revision: deck.revision })).body.operation;
+      let hold = await holdOperation(a.id);
+      await hold.aiDone(a.ai_job_id);
+      field(editor.doc, "c-body", "body").insert(0, "Typed live: ");
+      await editor.flush();
+      expect(editor.errors).toEqual([]);
+      await hold.release();
+      expect((await waitOp(a.id, ["applied", "conflict", "failed"])).state).toBe("conflict");
+      const afterA = await currentDeck(team.member, deck.id);
+      expect(afterA.body.cards[2].data.body).toBe("Typed live: We open the beta to everyone in March.");
+
+      // Another card: applied on top, the typing kept, and the editor's doc gets the AI's change.
+      await scriptFake(stack.fakeAiUrl, team.key, { mode: "slow", delayMs: 1500, text: answer({ title: "Why now", bullets: ["AI everywhere", "Backends lag"] }) });
+      const b = (await requestOp(team.member, deck.id, "c-why", { op: "rewrite", base_revision: afterA.revision })).body.operation;
+      hold = await holdOperation(b.id);
+      await hold.aiDone(b.ai_job_id);
+      field(editor.doc, "c-title", "title").insert(0, "Our ");
+      await editor.flush();
+      await hold.release();
+      expect((await waitOp(b.id, ["applied", "conflict", "failed"])).state).toBe("applied");
+      await waitFor("the AI change to reach the live editor", async () =>
+        ((deckCardMap(editor.doc, "c-why")!.get("data") as Y.Map<unknown>).get("bullets") as Y.Array<Y.Text>).toArray().map(String).join("|") === "AI everywhere|Backends lag" || undefined);
+      const now = await currentDeck(team.member, deck.id);
+      expect(now.body.cards.map((c) => c.data)).toEqual([
+        { title: "Our Launch plan", subtitle: "From beta to general availability" },
+        { title: "Why now", bullets: ["AI everywhere", "Backends lag"] },
+        { title: "The plan", body: "Typed live: We open the beta to everyone in March." },
+      ]);
+      expect(deck_.fromYDoc(editor.doc)).toEqual(now.body);
+    } finally {
+      await editor.leave();
+    }
+  });
+});
+
 describe("failures", () => {
   it("a provider failure fails the operation: the deck is unchanged and nothing is charged", async () => {
     // A team and model of its own: the failures put its deployment in cooldown.
@@ -261,3 +312,34 @@ describe("failures", () => {
     expect(await account(team.orgId)).toMatchObject({ reserved: 0 });
   });
 });
+
+describe("the worker's safety net", () => {
+  it("the sweep queues again only operations left open and untouched; an operation without its AI job fails and changes nothing", async () => {
+    const deck = await createDeck(team.member, team.orgId);
+    const insert = async (state: string, age: string) => (await admin.query(
+      `insert into deck.operations (org_id, document_id, card_id, op, base_revision, card_hash, base_card, request_hash, state, actor_id, updated_at,
+                                    result, resulting_revision)
+       values ($1, $2, 'c-why', 'rewrite', $3, repeat('a', 64), $4, repeat('b', 64), $5, $6, now() - $7::interval,
+               case when $5 = 'applied' then $4::jsonb end, case when $5 = 'applied' then $3::int end) returning id`,
+      [team.orgId, deck.id, deck.revision, JSON.stringify(CARDS[1]), state, team.member.id, age])).rows[0].id as string;
+    const stale = await insert("running", "5 minutes");
+    const staleQueued = await insert("queued", "10 minutes");
+    const fresh = await insert("running", "0 seconds");
+    const ended = await insert("applied", "1 hour");
+    const sent: { name: string; data: { operation_id: string } }[] = [];
+    const jobs = { ready: async () => ({ send: async (name: string, data: { operation_id: string }) => (sent.push({ name, data }), "job") }) };
+    const { db } = createDb(stack.dbUrl, 2);
+    const deps = { db, jobs, storage: { url: "", serviceRoleKey: "" }, ai: {} } as unknown as DeckJobDeps;
+    await sweepOperations(deps);
+    const mine = sent.filter((x) => [stale, staleQueued, fresh, ended].includes(x.data.operation_id));
+    expect(mine.map((x) => x.data.operation_id).sort()).toEqual([stale, staleQueued].sort());
+    expect(mine.every((x) => x.name === "deck.card_op")).toBe(true);
+
+    expect(await runOperation(deps, stale)).toMatchObject({ state: "failed" });
+    expect(await operation(stale)).toMatchObject({ state: "failed", error: { code: "ai_job_missing" } });
+    expect(await runOperation(deps, ended)).toEqual({ skipped: "operation is applied" });
+    expect((await currentDeck(team.member, deck.id)).revision).toBe(deck.revision);
+    await db.destroy();
+  });
+});
+

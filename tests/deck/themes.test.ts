@@ -33,7 +33,7 @@ async function listAll(token: string, query = "") {
   const pages: { data: { id: string; type: string; name: string }[]; hasMore: boolean; nextCursor: string | null }[] = [];
   let after: string | null = null;
   do {
-    const res = await call(`/api/deck/themes?limit=2${query}${after ? `&after=${after}` : ""}`, { token });
+    const res: { status: number; raw: string; body: (typeof pages)[number] } = await call(`/api/deck/themes?limit=2${query}${after ? `&after=${after}` : ""}`, { token });
     expect(res.status, res.raw).toBe(200);
     pages.push(res.body);
     after = res.body.nextCursor;
