@@ -50,7 +50,8 @@ export function withoutSchemas(text: string): string {
 
 /**
  * A deterministic instance of `schema`: strings are phrases of `words` taken in turn (so titles
- * differ from one another), arrays have min(3, maxItems) items (at least minItems).
+ * differ from one another), enums take their values in turn, arrays have min(3, maxItems) items
+ * (at least minItems).
  */
 export function instanceOf(schema: JsonSchema, words: string[]): unknown {
   let cursor = 0;
@@ -58,13 +59,20 @@ export function instanceOf(schema: JsonSchema, words: string[]): unknown {
   const phrase = (n: number) => {
     const out: string[] = [];
     for (let i = 0; i < n; i++) out.push(pool[(cursor + i) % pool.length]);
-    cursor = (cursor + 1) % pool.length;
+    cursor = (cursor + Math.max(1, n - 1)) % pool.length;
     const s = out.join(" ");
     return s.charAt(0).toUpperCase() + s.slice(1);
   };
+  // Each enum (by its place in the schema) takes its values in turn, so the items of an array
+  // differ (one layout per card, say) instead of all taking the first.
+  const turns = new Map<JsonSchema, number>();
   const gen = (s: JsonSchema, name: string): unknown => {
     if (s.const !== undefined) return s.const;
-    if (Array.isArray(s.enum) && s.enum.length) return s.enum[0];
+    if (Array.isArray(s.enum) && s.enum.length) {
+      const turn = turns.get(s) ?? 0;
+      turns.set(s, turn + 1);
+      return s.enum[turn % s.enum.length];
+    }
     const branch = s.anyOf?.[0] ?? s.oneOf?.[0];
     if (branch) return gen(branch, name);
     const type = Array.isArray(s.type) ? s.type.find((t) => t !== "null") ?? "null" : s.type ?? (s.properties ? "object" : "string");

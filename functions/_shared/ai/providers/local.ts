@@ -222,12 +222,14 @@ function answer(req: ChatRequest, providerRequestId: string): ChatResult {
   return { text, finishReason, usage: { inputTokens, outputTokens: tokens(text) }, providerRequestId, providerModel: req.model };
 }
 
+const SHORT_STOPWORDS = new Set("the and for how you our its are was but not all can has had who why any few new one two per via own out use may".split(" "));
+
 /** Every distinct word of three or more letters, in order, minus stopwords (at most 64). */
 function contentWords(text: string): string[] {
   const out: string[] = [];
   for (const w of text.match(/[\p{L}\p{N}]{3,}/gu) ?? []) {
     const lower = w.toLowerCase();
-    if (!STOPWORDS.has(lower) && !out.some((o) => o.toLowerCase() === lower)) out.push(w);
+    if (!STOPWORDS.has(lower) && !SHORT_STOPWORDS.has(lower) && !out.some((o) => o.toLowerCase() === lower)) out.push(w);
     if (out.length === 64) break;
   }
   return out;

@@ -110,7 +110,7 @@ export function contentCall(p: GenerationRequest, c: CardContext): TextCall {
       c.example ? `Adapt this template card to the new topic, keeping its shape: ${JSON.stringify(c.example)}` : "",
       `Answer with one JSON object only, valid for this JSON Schema:\n${schemaBlock(LAYOUTS[c.layout])}`,
     ].filter(Boolean).join("\n"),
-    prompt: [`Card: ${c.outline.title}`, ...c.outline.points.map((pt) => `- ${pt}`), "", "Source:", p.inputText.slice(0, 6_000)].join("\n"),
+    prompt: [c.outline.title, ...c.outline.points.map((pt) => `- ${pt}`), "", "Source material:", p.inputText.slice(0, 6_000)].join("\n"),
     max_tokens: AMOUNT_TOKENS[p.textOptions.amount],
     response_format: "json",
   };
