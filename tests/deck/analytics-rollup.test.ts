@@ -198,6 +198,15 @@ describe("views and beacons roll up per card and revision", () => {
       await admin.query(`update deck.revision_rollups set computed_at = now() + interval '3 minutes' where document_id = $1`, [deck.id]);
       const { rows: due } = await admin.query(`select private.deck_rollup_due(5000) as id`);
       expect(due.map((r) => r.id)).not.toContain(deck.id);
+      // A run stops starting decks once its time budget is spent; the rest stay due for the next run.
+      const more = await makeDeck(team.owner, team.orgId, ["m"]);
+      const moreLink = await makeLink(team.owner, more.id);
+      const w = await viewer.start(moreLink.token);
+      await viewer.beacons(w.body.viewId, beacons(more.id, more.revision, [["m", 10]]));
+      let clock = 0;
+      const cut = await rollupDue(db, { budgetMs: 5, now: () => (clock++ < 2 ? 0 : 1_000) });
+      expect(cut.decks + cut.failed).toBe(1);
+      expect(cut.left).toBeGreaterThanOrEqual(1);
     } finally {
       await db.destroy();
     }

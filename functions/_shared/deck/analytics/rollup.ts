@@ -10,6 +10,8 @@ import { asService, type Db } from "../../db/client.ts";
 export interface RollupResult {
   decks: number;
   failed: number;
+  /** Due decks not reached within the time budget (the next run takes them). */
+  left: number;
 }
 
 export async function rollupDeck(db: Db, documentId: string): Promise<{ revisions: number; cards: number }> {
@@ -17,11 +19,20 @@ export async function rollupDeck(db: Db, documentId: string): Promise<{ revision
     (await sql<{ r: { revisions: number; cards: number } }>`select private.deck_rollup_document(${documentId}::uuid) as r`.execute(tx)).rows[0].r);
 }
 
-export async function rollupDue(db: Db, limit = 500): Promise<RollupResult> {
+/**
+ * The decks due, oldest activity first, until `budgetMs` is spent (well inside the job's 10-minute
+ * expiry, and before the next 5-minute run): what is left stays due for the next run.
+ */
+export async function rollupDue(db: Db, opts: { limit?: number; budgetMs?: number; now?: () => number } = {}): Promise<RollupResult> {
+  const now = opts.now ?? (() => performance.now());
+  const deadline = now() + (opts.budgetMs ?? 240_000);
   const due = await asService(db, async (tx) =>
-    (await sql<{ id: string }>`select id from private.deck_rollup_due(${limit}::int) as id`.execute(tx)).rows.map((r) => r.id));
+    (await sql<{ id: string }>`select id from private.deck_rollup_due(${opts.limit ?? 500}::int) as id`.execute(tx)).rows.map((r) => r.id));
   let failed = 0;
+  let done = 0;
   for (const id of due) {
+    if (now() > deadline) break;
+    done++;
     try {
       await rollupDeck(db, id);
     } catch (err) {
@@ -30,5 +41,5 @@ export async function rollupDue(db: Db, limit = 500): Promise<RollupResult> {
       console.warn(JSON.stringify({ msg: "deck rollup failed", document_id: id, error: (err as Error).message }));
     }
   }
-  return { decks: due.length - failed, failed };
+  return { decks: done - failed, failed, left: due.length - done };
 }
