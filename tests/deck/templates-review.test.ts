@@ -4,7 +4,7 @@
 // viewer (42501/403), another org (PT404/404), a template already reviewed (PT409/409), a bad
 // decision (22023/400); a refusal changes nothing.
 import { beforeAll, describe, expect, it } from "vitest";
-import { addMember, admin, createTeam, createUser, expectSqlError, select, type Team, type TestUser } from "../helpers/db.ts";
+import { addMember, admin, type Caller, createTeam, createUser, expectSqlError, select, type Team } from "../helpers/db.ts";
 import { call, expectError } from "../helpers/http.ts";
 import { tokenFor } from "../helpers/supabase.ts";
 import { createDeck, DECK } from "./operations-setup.ts";
@@ -30,7 +30,7 @@ async function inReview(opts: { live?: boolean; category?: string; locale?: stri
   return id;
 }
 
-const review = (who: TestUser, id: string, decision: string, note?: string) =>
+const review = (who: Caller, id: string, decision: string, note?: string) =>
   select(who, "select * from deck.review_template($1, $2, $3)", [id, decision, note ?? null]);
 
 async function state(id: string) {
@@ -82,6 +82,13 @@ describe("deck.review_template", () => {
     // A deck that is not a template at all.
     const plain = (await createDeck(team.member, team.orgId)).id;
     await expectSqlError(review(team.owner, plain, "publish"), "PT404");
+  });
+
+  it("the operator (service role) reviews any org's template", async () => {
+    const id = await inReview({ live: false });
+    const [t] = await review({ claims: { role: "service_role" } }, id, "publish");
+    expect(t).toMatchObject({ status: "published", reviewed_by: null });
+    expect(await state(id)).toMatchObject({ is_template: true, doc_status: "published", publish_versions: 1 });
   });
 
   it("a private deck is reviewed by its owner (and org admins), not by another member (PT404)", async () => {
