@@ -25,6 +25,9 @@ describe("a deck from a prompt", () => {
     const inbox = broadcasts(ch);
     await subscribe(ch);
 
+    // The cards are written in parallel and finish out of order: the first card request to
+    // arrive answers last, the next one second to last, and so on (the outline and structure at once).
+    await scriptFake(stack.fakeAiUrl, team.textKey, [{ mode: "ok" }, { mode: "ok" }, ...[5, 4, 3, 2, 1].map((k) => ({ mode: "ok", delayMs: k * 150 }))]);
     const res = await generate({ token: team.token }, { inputText: PROMPT, numCards: 5, orgId: team.orgId, imageOptions: { source: "aiGenerated", tier: "basic" } });
     expect(res.status, res.raw).toBe(202);
     expect(res.headers.get("x-request-id")).toBeTruthy();
@@ -46,6 +49,12 @@ describe("a deck from a prompt", () => {
     const cardEvents = await inbox.waitFor(() => inbox.items.filter((m) => m.event === "deck.card" && m.payload.generation_id === id).length === 5)
       .then(() => inbox.items.filter((m) => m.event === "deck.card" && m.payload.generation_id === id));
     expect(cardEvents.map((m) => m.payload.position)).toEqual([0, 1, 2, 3, 4]);
+    // ...though they were stored out of order (so the order above is the pipeline's doing).
+    const { rows: answered } = await admin.query(
+      `select split_part(idempotency_key, ':', 4)::int as position from ai.jobs where org_id = $1 and idempotency_key like $2 order by finished_at`,
+      [team.orgId, `deck:${id}:card:%`]);
+    expect(answered).toHaveLength(5);
+    expect(answered.map((r) => r.position)).not.toEqual([0, 1, 2, 3, 4]);
     for (const m of cardEvents) expect(DeckBody.safeParse({ theme_id: "plinth-light", dimensions: "16x9", cards: [m.payload.card] }).success).toBe(true);
     const progress = inbox.items.filter((m) => m.event === "deck.generation" && m.payload.generation_id === id);
     expect(progress.at(-1)!.payload).toMatchObject({ status: "completed", progress: 100, cards_done: 5, cards_total: 5, images_done: 4 });
