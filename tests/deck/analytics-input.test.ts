@@ -80,6 +80,23 @@ describe("beacons", () => {
     expect(ok.body).toEqual({ accepted: 1, duplicates: 0 });
   });
 
+  it("more time on the cards than has passed since the view started is refused; a resend is not counted twice", async () => {
+    const viewer = new LinkViewer();
+    const v = await viewer.start(token);
+    const long = beacons(deck.id, deck.revision, [["a", 25 * 60 * 1000], ["b", 25 * 60 * 1000]]);
+    const before = await counts(deck.id);
+    expectError(await post("/beacons", { viewId: v.body.viewId, viewerKey: viewer.viewerKey, events: long }), 400, "invalid_beacons");
+    expect(await counts(deck.id)).toEqual(before);
+    // An hour later, the same fifty minutes are plausible; sent again, they are duplicates, not a hundred minutes.
+    await admin.query(`update deck.views set started_at = now() - interval '1 hour' where id = $1`, [v.body.viewId]);
+    const ok = await post("/beacons", { viewId: v.body.viewId, viewerKey: viewer.viewerKey, events: long });
+    expect(ok.body).toEqual({ accepted: 2, duplicates: 0 });
+    expect((await post("/beacons", { viewId: v.body.viewId, viewerKey: viewer.viewerKey, events: long })).body).toEqual({ accepted: 0, duplicates: 2 });
+    // But twenty more minutes on top are not (70 minutes in an hour, past its 10% and 2 minutes of slack).
+    expectError(await post("/beacons", { viewId: v.body.viewId, viewerKey: viewer.viewerKey, events: beacons(deck.id, deck.revision, [["a", 20 * 60 * 1000]], 10) }), 400, "invalid_beacons");
+    expect((await counts(deck.id)).events).toBe(before.events + 2);
+  });
+
   it("a view over a day old takes no more beacons", async () => {
     const viewer = new LinkViewer();
     const v = await viewer.start(token);

@@ -1,7 +1,8 @@
 // Card beacons, batched (Papermark-style): how long each card of the view's revision was on
 // screen. A batch is all or nothing: every event must name the view's deck and revision and a
 // card of that revision, or the batch is refused with each bad item named and nothing is
-// written. Exactly once under retries: an event is unique per view and key (its seq, or its card
+// written; so is a batch that would make the view's dwell add up to more than the time since it
+// started. Exactly once under retries: an event is unique per view and key (its seq, or its card
 // and end time), so a batch sent again inserts nothing new (and says so: accepted 0, duplicates n).
 //
 // Who may send: for a view started through a link, whoever holds its viewer key (the api stores
@@ -22,6 +23,11 @@ export const MAX_EVENTS_PER_VIEW = 5000;
 export const VIEW_TTL_HOURS = 24;
 /** How far a beacon's own clock may sit from the view's start and the server's now. */
 export const CLOCK_SLACK_MS = 24 * 60 * 60 * 1000;
+/**
+ * A view's beacons may add up to at most the time since it started, plus 10% and 2 minutes
+ * (client timers, network): more is a broken or forged client, and would inflate every figure.
+ */
+export const dwellAllowanceMs = (elapsedMs: number) => Math.max(0, elapsedMs) * 1.1 + 120_000;
 
 export const Beacon = z.strictObject({
   deckId: z.string().uuid(),
@@ -113,7 +119,15 @@ export async function recordBeacons(db: Db, viewId: string, caller: BeaconCaller
         as r (card_id text, position int, duration_ms int, seq int, event_key text, ts timestamptz)
       on conflict (view_id, event_key) do nothing
       returning id`.execute(tx);
-    if (inserted.length > 0) await sql`update deck.views set last_seen_at = now() where id = ${view.id}::uuid`.execute(tx);
+    if (inserted.length > 0) {
+      // Checked after the insert, so a resent event is not counted twice; a refusal rolls it back.
+      const { rows: [{ dwell }] } = await sql<{ dwell: number }>`
+        select coalesce(sum(duration_ms), 0)::float8 as dwell from deck.card_events where view_id = ${view.id}::uuid`.execute(tx);
+      if (dwell > dwellAllowanceMs(view.now_ms - view.started_ms)) {
+        throw new ApiError(400, "invalid_beacons", "these beacons add up to more time on the cards than has passed since the view started: nothing was recorded");
+      }
+      await sql`update deck.views set last_seen_at = now() where id = ${view.id}::uuid`.execute(tx);
+    }
     return { accepted: inserted.length, duplicates: events.length - inserted.length };
   });
 }
