@@ -314,6 +314,26 @@ describe("failures", () => {
 });
 
 describe("the worker's safety net", () => {
+  it("when every provider is cooling, the run comes back as deck.card_op (never a bare ai.run), then applies", async () => {
+    const t = await opsTeam();
+    const deck = await createDeck(t.member, t.orgId);
+    await scriptFake(stack.fakeAiUrl, t.key, { mode: "ok", text: answer({ title: "Why now", bullets: ["Later, but applied"] }) });
+    await admin.query(
+      `insert into ai.deployment_health (deployment_id, cooldown_until, cooldown_reason) values ($1, now() + interval '2 seconds', 'test')
+       on conflict (deployment_id) do update set cooldown_until = excluded.cooldown_until, cooldown_reason = excluded.cooldown_reason`, [t.deployment]);
+    const res = await requestOp(t.member, deck.id, "c-why", { op: "rewrite", base_revision: deck.revision });
+    expect(res.status, res.raw).toBe(202);
+    const op = res.body.operation;
+    const done = await waitOp(op.id, ["applied", "conflict", "failed"]);
+    expect(done.state).toBe("applied");
+    const { rows } = await admin.query(
+      `select name, count(*)::int as n from pgboss.job
+       where (name = 'deck.card_op' and data->>'operation_id' = $1) or (name = 'ai.run' and data->>'job_id' = $2) group by name`, [op.id, op.ai_job_id]);
+    expect(Object.fromEntries(rows.map((r) => [r.name, r.n]))).toEqual({ "deck.card_op": 2 });
+    expect(await requests(t.key)).toBe(1);
+  });
+
+
   it("the sweep queues again only operations left open and untouched; an operation without its AI job fails and changes nothing", async () => {
     const deck = await createDeck(team.member, team.orgId);
     const insert = async (state: string, age: string) => (await admin.query(
