@@ -159,7 +159,7 @@ declare
   v deck.operations;
 begin
   select * into v from deck.operations o where o.id = p_operation_id for update;
-  if not found or private.content_access_level(v.document_id) = 0 then
+  if not found or private.deck_document_level(v.document_id) = 0 then
     raise exception 'operation not found' using errcode = 'PT404';
   end if;
   perform private.content_require(v.document_id, 3);
@@ -168,7 +168,7 @@ end
 $$;
 
 -- The level (0 none … 3 edit) the caller has on a document.
-create or replace function private.content_access_level(p_document_id uuid) returns int
+create or replace function private.deck_document_level(p_document_id uuid) returns int
 language sql stable security definer
 set search_path = ''
 as $$
@@ -196,9 +196,9 @@ end
 $$;
 
 revoke all on function private.deck_create_operation(uuid, text, text, jsonb, int, text, jsonb, text, text, uuid),
-  private.deck_operation_for_editor(uuid), private.content_access_level(uuid), private.deck_resolve_operation(uuid, int) from public;
+  private.deck_operation_for_editor(uuid), private.deck_document_level(uuid), private.deck_resolve_operation(uuid, int) from public;
 grant execute on function private.deck_create_operation(uuid, text, text, jsonb, int, text, jsonb, text, text, uuid),
-  private.deck_operation_for_editor(uuid), private.content_access_level(uuid), private.deck_resolve_operation(uuid, int)
+  private.deck_operation_for_editor(uuid), private.deck_document_level(uuid), private.deck_resolve_operation(uuid, int)
   to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
