@@ -171,3 +171,17 @@ describe("RLS on deck.operations", () => {
     expect(await select(team.viewer, q, [res.body.operation.id])).toHaveLength(0);
   });
 });
+
+describe("the OpenAPI spec", () => {
+  it("describes the operations, review and themes routes with their request schemas", async () => {
+    const res = await call("/api/openapi.json");
+    expect(res.status, res.raw).toBe(200);
+    expect(Object.keys(res.body.paths)).toEqual(expect.arrayContaining([
+      "/api/deck/decks/{documentId}/cards/{cardId}/ai", "/api/deck/decks/{documentId}/operations", "/api/deck/operations/{id}",
+      "/api/deck/operations/{id}/apply", "/api/deck/operations/{id}/discard", "/api/deck/templates/{documentId}/review", "/api/deck/themes",
+    ]));
+    expect(Object.keys(res.body.components.schemas.DeckOperationRequest.properties)).toEqual(
+      expect.arrayContaining(["op", "base_revision", "language", "tone", "instructions", "tier"]));
+    expect(res.body.components.schemas.DeckThemePage).toBeDefined();
+  });
+});
