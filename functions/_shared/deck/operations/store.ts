@@ -37,8 +37,3 @@ export async function loadOperation(tx: Tx, id: string, opts: { lock?: boolean }
     : sql<Operation>`select * from deck.operations where id = ${id}::uuid`;
   return (await q.execute(tx)).rows[0];
 }
-
-/** What clients are shown (the row as it is; the card hash and request hash included for receipts). */
-export function operationView(o: Operation) {
-  return o;
-}
