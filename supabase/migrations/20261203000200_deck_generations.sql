@@ -113,6 +113,8 @@ comment on column deck.generation_cards.wants_image is 'Whether the card gets an
 comment on column deck.generation_cards.content is 'The card''s data, valid for its layout; null until the content stage writes it.';
 comment on column deck.generation_cards.content_source is 'model: the first answer was valid; repaired: the second (repair) answer was; fallback: built from the outline (not charged); template: adapted from a template card.';
 comment on column deck.generation_cards.image_status is 'none (no image), pending, done (asset_id set) or failed (not charged).';
+create trigger generation_cards_updated_at before update on deck.generation_cards for each row execute function private.set_updated_at();
+
 comment on column deck.generation_cards.broadcast_at is 'When deck.card went out for it: cards are announced in order, each once.';
 
 alter table deck.templates add column generation_id uuid references deck.generations (id) on delete set null;
