@@ -216,6 +216,21 @@ describe("the API's edges", () => {
     expect((await getGeneration({ token: await tokenFor(team.owner) }, id)).status).toBe(200);
   });
 
+  it("the OpenAPI spec describes the generation routes and the request's fields", async () => {
+    const res = await call("/api/openapi.json");
+    expect(res.status, res.raw).toBe(200);
+    const paths = res.body.paths;
+    expect(paths["/api/deck/generations"].post).toBeDefined();
+    expect(paths["/api/deck/generations/from-template"].post).toBeDefined();
+    expect(paths["/api/deck/generations/{generation_id}"].get).toBeDefined();
+    expect(paths["/api/deck/generations/{generation_id}/outline"].post).toBeDefined();
+    expect(paths["/api/deck/generations/{generation_id}/cancel"].post).toBeDefined();
+    const body = paths["/api/deck/generations"].post.requestBody.content["application/json"].schema;
+    const schema = body.$ref ? res.body.components.schemas[body.$ref.split("/").pop()] : body;
+    expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(["inputText", "textMode", "numCards", "themeId", "imageOptions", "exportAs"]));
+    expect(res.body.components.schemas.DeckGeneration.properties.credits).toBeDefined();
+  });
+
   it("bad input is a 400 naming the field, and writes nothing; a viewer is refused", async () => {
     const team = await deckTeam(500);
     const docs = () => countRows(`select count(*)::int as n from content.documents where org_id = $1`, [team.orgId]);
