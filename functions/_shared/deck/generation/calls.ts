@@ -48,7 +48,10 @@ export async function aiCall(
       job = (await asService(deps.ai.db, (tx) => admitJob(tx, null, who, { ...req, source: "deck", route: { billedByModule: true } }))).job;
       break;
     } catch (err) {
-      const known = err instanceof ApiError ? err : fromPostgresError(err);
+      // The gateway's own refusals (ApiError: no route, moderation required but unavailable) and
+      // the admission SQL's mapped ones are answers; a database fault is not.
+      const own = err instanceof ApiError;
+      const known = own ? err : fromPostgresError(err);
       if (!known) throw err;
       if (known.status === 429 && waited < maxWait) {
         // The bucket refills evenly: come back when a token is free (plus a little spread, so
@@ -58,7 +61,7 @@ export async function aiCall(
         await sleep(ms);
         continue;
       }
-      if (known.status >= 500) throw err;
+      if (known.status >= 500 && !own) throw err;
       return { ok: false, code: known.code, message: known.message };
     }
   }
