@@ -47,6 +47,7 @@ create table deck.generations (
   hold_outline boolean not null default false,
   export_format text check (export_format in ('pptx', 'pdf', 'html')),
   export_id uuid,
+  failed_runs int not null default 0,
   error jsonb check (error is null or (jsonb_typeof(error) = 'object' and error ? 'code' and error ? 'message')),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
@@ -82,6 +83,7 @@ comment on column deck.generations.outline is '{"title", "cards": [{"title", "po
 comment on column deck.generations.hold_outline is 'The request asked to stop at outline_ready until the outline is approved.';
 comment on column deck.generations.export_format is 'exportAs: an export of this format is requested when the deck is done.';
 comment on column deck.generations.export_id is 'The export (deck.exports) requested on completion.';
+comment on column deck.generations.failed_runs is 'Runs of deck.generate that ended in an error (a database or Storage fault): past the queue''s retries the generation fails, keeping and charging what it finished.';
 comment on column deck.generations.error is '{"code", "message"} of a failed generation.';
 
 create trigger generations_updated_at before update on deck.generations for each row execute function private.set_updated_at();

@@ -9,6 +9,7 @@ import { gotrueClaims } from "../../scripts/lib/keys.ts";
 import { asUser } from "../../functions/_shared/db/client.ts";
 import { admitGeneration } from "../../functions/_shared/deck/generation/admission.ts";
 import { runGeneration } from "../../functions/_shared/deck/generation/stages.ts";
+import { generationHandlers, MAX_FAILED_RUNS } from "../../functions/_shared/deck/generation/jobs.ts";
 import { GenerationRequest } from "../../functions/_shared/deck/params.ts";
 import { DeckBody } from "../../functions/_shared/deck/kind.ts";
 import { account, expectLedgerConsistent } from "../helpers/credits.ts";
@@ -59,5 +60,32 @@ describe("a worker killed during the card stage", () => {
     const body = DeckBody.parse((await deckBody(done.deckId)).body);
     expect(body.cards).toHaveLength(5);
     expect(body.cards.filter((c) => c.image)).toHaveLength(4);
+  });
+
+  it("a run that keeps failing (the deck's Storage down) fails after the queue's retries: finished cards kept and charged, the rest released", async () => {
+    const team = await deckTeam(500);
+    const deps = inProcessDeps();
+    open.push(deps);
+    const req = GenerationRequest.parse({ inputText: "Tide pools: what lives there and how to visit without harm.", numCards: 3, orgId: team.orgId });
+    const { generationId: id } = await asUser(deps.db, gotrueClaims(team.member) as never, (tx) =>
+      admitGeneration(tx, noJobs, { orgId: team.orgId, userId: team.member.id, apiKeyId: null }, req));
+    // The gateway stores its outputs, but copying them into the deck's assets fails every time.
+    const handler = generationHandlers({ ...deps, storage: { url: "http://127.0.0.1:1", serviceRoleKey: "down" } })["deck.generate"];
+    for (let run = 1; run < MAX_FAILED_RUNS; run++) {
+      await expect(handler({ generation_id: id })).rejects.toThrow();
+      expect((await generationRow(id)).status).toBe("pending");
+    }
+    await expect(handler({ generation_id: id })).resolves.toMatchObject({ status: "failed" });
+    const g = await generationRow(id);
+    expect(g).toMatchObject({ status: "failed", cards_done: 3, images_done: 0, credits_deducted: 3 * PRICES.card, error: { code: "internal_error" } });
+    // Each image was drawn once (later runs found the gateway's job by its key); no card twice.
+    expect(await countCalls(team.imageKey)).toBe(2);
+    expect(await countCalls(team.textKey)).toBe(2 + 3);
+    const body = DeckBody.parse((await deckBody(g.document_id)).body);
+    expect(body.cards).toHaveLength(3);
+    expect(await account(team.orgId)).toMatchObject({ balance: 500 - 3 * PRICES.card, reserved: 0 });
+    await expectLedgerConsistent(team.orgId);
+    const { rows } = await admin.query(`select count(*)::int as n from notify.events where org_id = $1 and type = 'deck.generation_failed'`, [team.orgId]);
+    expect(rows[0].n).toBe(1);
   });
 });

@@ -201,7 +201,7 @@ export async function runGeneration(deps: GenerationDeps, id: string): Promise<R
 }
 
 /** Writes the finished cards into the deck (merged by card id with what is there), one version. */
-async function writeDeck(deps: GenerationDeps, g: GenerationRow, message: string): Promise<void> {
+export async function writeDeck(deps: GenerationDeps, g: GenerationRow, message: string): Promise<void> {
   if (!g.document_id) return;
   const cards = (await loadCards(deps.db, g.id)).filter((c) => c.content !== null && c.layout !== null);
   if (cards.length === 0) return;

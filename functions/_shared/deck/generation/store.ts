@@ -109,3 +109,10 @@ export async function finishGeneration(db: Db, id: string, status: "completed" |
   await asService(db, (tx) =>
     sql`select private.deck_finish_generation(${id}::uuid, ${status}, ${error ? JSON.stringify(error) : null}::jsonb)`.execute(tx));
 }
+
+/** Counts a run that ended in an error; how many have. */
+export async function noteFailedRun(db: Db, id: string): Promise<number> {
+  return await asService(db, async (tx) =>
+    (await sql<{ n: number }>`update deck.generations set failed_runs = failed_runs + 1 where id = ${id}::uuid returning failed_runs as n`
+      .execute(tx)).rows[0]?.n ?? 0);
+}
