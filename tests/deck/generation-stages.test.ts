@@ -10,6 +10,7 @@ import { admin } from "../helpers/db.ts";
 import { scriptFake } from "../helpers/fake-ai.ts";
 import { stack } from "../helpers/ai.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { ownModel, orgRoute } from "../helpers/ai-jobs.ts";
 import { cardRows, countCalls, countRows, deckBody, deckTeam, generate, getGeneration, PRICES, waitForGeneration } from "./generation-helpers.ts";
 
 const PROMPT = "How our library lends tools: borrowing, returns, fees and the repair café.";
@@ -59,6 +60,22 @@ describe("reading the model's answers", () => {
     expect(await account(team.orgId)).toMatchObject({ balance: 100, reserved: 0 });
     expect(await countRows(`select count(*)::int as n from notify.events where org_id = $1 and type = 'deck.generation_failed'`, [team.orgId])).toBe(1);
     await expectLedgerConsistent(team.orgId);
+  });
+});
+
+describe("an async image provider", () => {
+  it("images from a submit-and-poll provider (Replicate) are awaited until the worker's poll or callback ends them", async () => {
+    const team = await deckTeam(100);
+    const { deployments: [d] } = await ownModel({ modality: "image", deployments: [{ provider: "replicate" }] });
+    await admin.query(`delete from ai.org_routes where org_id = $1 and modality = 'image'`, [team.orgId]);
+    await orgRoute(team.orgId, "image", "economy", [d.id]);
+    const res = await generate({ token: team.token }, { inputText: PROMPT, numCards: 3, orgId: team.orgId });
+    const done = await waitForGeneration(team.token, res.body.generationId, {}, 60_000);
+    expect(done).toMatchObject({ status: "completed", images: { total: 2, done: 2, failed: 0 }, credits: { deducted: 3 * PRICES.card + 2 * PRICES.basic } });
+    const { rows } = await admin.query(`select count(*)::int as n from ai.jobs where org_id = $1 and modality = 'image' and status = 'succeeded'`, [team.orgId]);
+    expect(rows[0].n).toBe(2);
+    const body = DeckBody.parse((await deckBody(done.deckId)).body);
+    expect(body.cards.filter((c) => c.image)).toHaveLength(2);
   });
 });
 
