@@ -170,6 +170,9 @@ describe("the schedules the README and docs state", () => {
       "content.sweep": "* * * * *",
       "content.retention": "41 * * * *",
       "video.retention": "29 * * * *",
+      "deck.exports_retention": "47 * * * *",
+      "deck.operations_sweep": "* * * * *",
+      "deck.analytics_rollup": "*/5 * * * *",
     });
   });
 

@@ -2568,6 +2568,375 @@ export type Database = {
   };
   "deck": {
     Tables: {
+      "card_events": {
+        Row: {
+          "bot": boolean;
+          "card_id": string;
+          "document_id": string;
+          "duration_ms": number;
+          "event_key": string;
+          "id": number;
+          "org_id": string;
+          "position": number;
+          "received_at": string;
+          "revision": number;
+          "seq": number | null;
+          "ts": string;
+          "view_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "bot": boolean;
+          "card_id": string;
+          "document_id": string;
+          "duration_ms": number;
+          "event_key": string;
+          "id"?: never;
+          "org_id": string;
+          "position": number;
+          "received_at"?: string;
+          "revision": number;
+          "seq"?: number | null;
+          "ts": string;
+          "view_id": string;
+        };
+        Update: {
+          "bot"?: boolean;
+          "card_id"?: string;
+          "document_id"?: string;
+          "duration_ms"?: number;
+          "event_key"?: string;
+          "id"?: never;
+          "org_id"?: string;
+          "position"?: number;
+          "received_at"?: string;
+          "revision"?: number;
+          "seq"?: number | null;
+          "ts"?: string;
+          "view_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "card_events_view_id_fkey";
+            columns: ["view_id"];
+            isOneToOne: false;
+            referencedRelation: "views";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "card_rollups": {
+        Row: {
+          "card_hash": string;
+          "card_id": string;
+          "card_title": string;
+          "computed_at": string;
+          "document_id": string;
+          "drop_off": number;
+          "median_ms": number;
+          "org_id": string;
+          "p90_ms": number;
+          "position": number;
+          "revision": number;
+          "total_ms": number;
+          "unique_viewers": number;
+          "views": number;
+        };
+        ComputedFields: never;
+        Insert: {
+          "card_hash"?: string;
+          "card_id": string;
+          "card_title"?: string;
+          "computed_at"?: string;
+          "document_id": string;
+          "drop_off": number;
+          "median_ms": number;
+          "org_id": string;
+          "p90_ms": number;
+          "position": number;
+          "revision": number;
+          "total_ms": number;
+          "unique_viewers": number;
+          "views": number;
+        };
+        Update: {
+          "card_hash"?: string;
+          "card_id"?: string;
+          "card_title"?: string;
+          "computed_at"?: string;
+          "document_id"?: string;
+          "drop_off"?: number;
+          "median_ms"?: number;
+          "org_id"?: string;
+          "p90_ms"?: number;
+          "position"?: number;
+          "revision"?: number;
+          "total_ms"?: number;
+          "unique_viewers"?: number;
+          "views"?: number;
+        };
+        Relationships: [];
+      };
+      "exports": {
+        Row: {
+          "api_key_id": string | null;
+          "body": Json | null;
+          "bytes": number | null;
+          "created_at": string;
+          "document_id": string;
+          "error": string | null;
+          "error_code": string | null;
+          "expires_at": string | null;
+          "finished_at": string | null;
+          "format": string;
+          "id": string;
+          "org_id": string;
+          "pages": number | null;
+          "renders": number;
+          "requested_by": string | null;
+          "revision": number;
+          "sha256": string | null;
+          "status": string;
+          "storage_path": string | null;
+          "title": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "api_key_id"?: string | null;
+          "body"?: Json | null;
+          "bytes"?: number | null;
+          "created_at"?: string;
+          "document_id": string;
+          "error"?: string | null;
+          "error_code"?: string | null;
+          "expires_at"?: string | null;
+          "finished_at"?: string | null;
+          "format": string;
+          "id"?: string;
+          "org_id": string;
+          "pages"?: number | null;
+          "renders"?: number;
+          "requested_by"?: string | null;
+          "revision": number;
+          "sha256"?: string | null;
+          "status"?: string;
+          "storage_path"?: string | null;
+          "title"?: string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "api_key_id"?: string | null;
+          "body"?: Json | null;
+          "bytes"?: number | null;
+          "created_at"?: string;
+          "document_id"?: string;
+          "error"?: string | null;
+          "error_code"?: string | null;
+          "expires_at"?: string | null;
+          "finished_at"?: string | null;
+          "format"?: string;
+          "id"?: string;
+          "org_id"?: string;
+          "pages"?: number | null;
+          "renders"?: number;
+          "requested_by"?: string | null;
+          "revision"?: number;
+          "sha256"?: string | null;
+          "status"?: string;
+          "storage_path"?: string | null;
+          "title"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "generation_cards": {
+        Row: {
+          "asset_id": string | null;
+          "broadcast_at": string | null;
+          "card_id": string;
+          "content": Json | null;
+          "content_source": string | null;
+          "generation_id": string;
+          "image_alt": string | null;
+          "image_error": string | null;
+          "image_prompt": string | null;
+          "image_status": string;
+          "layout": string | null;
+          "org_id": string;
+          "position": number;
+          "updated_at": string;
+          "wants_image": boolean;
+        };
+        ComputedFields: never;
+        Insert: {
+          "asset_id"?: string | null;
+          "broadcast_at"?: string | null;
+          "card_id": string;
+          "content"?: Json | null;
+          "content_source"?: string | null;
+          "generation_id": string;
+          "image_alt"?: string | null;
+          "image_error"?: string | null;
+          "image_prompt"?: string | null;
+          "image_status"?: string;
+          "layout"?: string | null;
+          "org_id": string;
+          "position": number;
+          "updated_at"?: string;
+          "wants_image"?: boolean;
+        };
+        Update: {
+          "asset_id"?: string | null;
+          "broadcast_at"?: string | null;
+          "card_id"?: string;
+          "content"?: Json | null;
+          "content_source"?: string | null;
+          "generation_id"?: string;
+          "image_alt"?: string | null;
+          "image_error"?: string | null;
+          "image_prompt"?: string | null;
+          "image_status"?: string;
+          "layout"?: string | null;
+          "org_id"?: string;
+          "position"?: number;
+          "updated_at"?: string;
+          "wants_image"?: boolean;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "generation_cards_generation_id_fkey";
+            columns: ["generation_id"];
+            isOneToOne: false;
+            referencedRelation: "generations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "generations": {
+        Row: {
+          "api_key_id": string | null;
+          "cards_done": number;
+          "cards_fallback": number;
+          "cards_reservation_id": string | null;
+          "cards_settled": boolean;
+          "cards_total": number;
+          "created_at": string;
+          "credits_deducted": number;
+          "credits_reserved": number;
+          "document_id": string | null;
+          "error": Json | null;
+          "export_format": string | null;
+          "export_id": string | null;
+          "failed_runs": number;
+          "finished_at": string | null;
+          "hold_outline": boolean;
+          "id": string;
+          "idempotency_key": string | null;
+          "image_tier": string | null;
+          "images_done": number;
+          "images_failed": number;
+          "images_reservation_id": string | null;
+          "images_settled": boolean;
+          "images_total": number;
+          "num_cards": number;
+          "org_id": string;
+          "outline": Json | null;
+          "outline_approved_at": string | null;
+          "params": NonNullable<Json>;
+          "price_card": number;
+          "price_image": number;
+          "progress": number;
+          "source": string;
+          "stage": string;
+          "status": string;
+          "template_id": string | null;
+          "updated_at": string;
+          "user_id": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "api_key_id"?: string | null;
+          "cards_done"?: number;
+          "cards_fallback"?: number;
+          "cards_reservation_id"?: string | null;
+          "cards_settled"?: boolean;
+          "cards_total"?: number;
+          "created_at"?: string;
+          "credits_deducted"?: number;
+          "credits_reserved"?: number;
+          "document_id"?: string | null;
+          "error"?: Json | null;
+          "export_format"?: string | null;
+          "export_id"?: string | null;
+          "failed_runs"?: number;
+          "finished_at"?: string | null;
+          "hold_outline"?: boolean;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "image_tier"?: string | null;
+          "images_done"?: number;
+          "images_failed"?: number;
+          "images_reservation_id"?: string | null;
+          "images_settled"?: boolean;
+          "images_total"?: number;
+          "num_cards": number;
+          "org_id": string;
+          "outline"?: Json | null;
+          "outline_approved_at"?: string | null;
+          "params": NonNullable<Json>;
+          "price_card": number;
+          "price_image": number;
+          "progress"?: number;
+          "source"?: string;
+          "stage"?: string;
+          "status"?: string;
+          "template_id"?: string | null;
+          "updated_at"?: string;
+          "user_id"?: string | null;
+        };
+        Update: {
+          "api_key_id"?: string | null;
+          "cards_done"?: number;
+          "cards_fallback"?: number;
+          "cards_reservation_id"?: string | null;
+          "cards_settled"?: boolean;
+          "cards_total"?: number;
+          "created_at"?: string;
+          "credits_deducted"?: number;
+          "credits_reserved"?: number;
+          "document_id"?: string | null;
+          "error"?: Json | null;
+          "export_format"?: string | null;
+          "export_id"?: string | null;
+          "failed_runs"?: number;
+          "finished_at"?: string | null;
+          "hold_outline"?: boolean;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "image_tier"?: string | null;
+          "images_done"?: number;
+          "images_failed"?: number;
+          "images_reservation_id"?: string | null;
+          "images_settled"?: boolean;
+          "images_total"?: number;
+          "num_cards"?: number;
+          "org_id"?: string;
+          "outline"?: Json | null;
+          "outline_approved_at"?: string | null;
+          "params"?: NonNullable<Json>;
+          "price_card"?: number;
+          "price_image"?: number;
+          "progress"?: number;
+          "source"?: string;
+          "stage"?: string;
+          "status"?: string;
+          "template_id"?: string | null;
+          "updated_at"?: string;
+          "user_id"?: string | null;
+        };
+        Relationships: [];
+      };
       "global_themes": {
         Row: {
           "color_keywords": (string)[];
@@ -2599,6 +2968,82 @@ export type Database = {
         };
         Relationships: [];
       };
+      "operations": {
+        Row: {
+          "actor_id": string | null;
+          "actor_source": string;
+          "ai_job_id": string | null;
+          "base_card": NonNullable<Json>;
+          "base_revision": number;
+          "card_hash": string;
+          "card_id": string;
+          "created_at": string;
+          "document_id": string;
+          "error": Json | null;
+          "finished_at": string | null;
+          "id": string;
+          "idempotency_key": string | null;
+          "op": string;
+          "org_id": string;
+          "params": NonNullable<Json>;
+          "request_hash": string;
+          "resolved_by": string | null;
+          "result": Json | null;
+          "resulting_revision": number | null;
+          "state": string;
+          "updated_at": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "actor_id"?: string | null;
+          "actor_source"?: string;
+          "ai_job_id"?: string | null;
+          "base_card": NonNullable<Json>;
+          "base_revision": number;
+          "card_hash": string;
+          "card_id": string;
+          "created_at"?: string;
+          "document_id": string;
+          "error"?: Json | null;
+          "finished_at"?: string | null;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "op": string;
+          "org_id": string;
+          "params"?: NonNullable<Json>;
+          "request_hash": string;
+          "resolved_by"?: string | null;
+          "result"?: Json | null;
+          "resulting_revision"?: number | null;
+          "state"?: string;
+          "updated_at"?: string;
+        };
+        Update: {
+          "actor_id"?: string | null;
+          "actor_source"?: string;
+          "ai_job_id"?: string | null;
+          "base_card"?: NonNullable<Json>;
+          "base_revision"?: number;
+          "card_hash"?: string;
+          "card_id"?: string;
+          "created_at"?: string;
+          "document_id"?: string;
+          "error"?: Json | null;
+          "finished_at"?: string | null;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "op"?: string;
+          "org_id"?: string;
+          "params"?: NonNullable<Json>;
+          "request_hash"?: string;
+          "resolved_by"?: string | null;
+          "result"?: Json | null;
+          "resulting_revision"?: number | null;
+          "state"?: string;
+          "updated_at"?: string;
+        };
+        Relationships: [];
+      };
       "prices": {
         Row: {
           "credits": number;
@@ -2618,6 +3063,55 @@ export type Database = {
           "description"?: string;
           "key"?: string;
           "updated_at"?: string;
+        };
+        Relationships: [];
+      };
+      "revision_rollups": {
+        Row: {
+          "bot_views": number;
+          "card_count": number;
+          "completed_views": number;
+          "completion": number;
+          "computed_at": string;
+          "document_id": string;
+          "first_view_at": string | null;
+          "last_view_at": string | null;
+          "median_total_ms": number;
+          "org_id": string;
+          "revision": number;
+          "unique_viewers": number;
+          "views": number;
+        };
+        ComputedFields: never;
+        Insert: {
+          "bot_views": number;
+          "card_count": number;
+          "completed_views": number;
+          "completion": number;
+          "computed_at"?: string;
+          "document_id": string;
+          "first_view_at"?: string | null;
+          "last_view_at"?: string | null;
+          "median_total_ms": number;
+          "org_id": string;
+          "revision": number;
+          "unique_viewers": number;
+          "views": number;
+        };
+        Update: {
+          "bot_views"?: number;
+          "card_count"?: number;
+          "completed_views"?: number;
+          "completion"?: number;
+          "computed_at"?: string;
+          "document_id"?: string;
+          "first_view_at"?: string | null;
+          "last_view_at"?: string | null;
+          "median_total_ms"?: number;
+          "org_id"?: string;
+          "revision"?: number;
+          "unique_viewers"?: number;
+          "views"?: number;
         };
         Relationships: [];
       };
@@ -2649,6 +3143,7 @@ export type Database = {
           "category": string;
           "created_at": string;
           "document_id": string;
+          "generation_id": string | null;
           "locale": string;
           "org_id": string;
           "prompt": string;
@@ -2665,6 +3160,7 @@ export type Database = {
           "category": string;
           "created_at"?: string;
           "document_id": string;
+          "generation_id"?: string | null;
           "locale"?: string;
           "org_id": string;
           "prompt"?: string;
@@ -2680,6 +3176,7 @@ export type Database = {
           "category"?: string;
           "created_at"?: string;
           "document_id"?: string;
+          "generation_id"?: string | null;
           "locale"?: string;
           "org_id"?: string;
           "prompt"?: string;
@@ -2697,6 +3194,13 @@ export type Database = {
             isOneToOne: false;
             referencedRelation: "template_categories";
             referencedColumns: ["key"];
+          },
+          {
+            foreignKeyName: "templates_generation_id_fkey";
+            columns: ["generation_id"];
+            isOneToOne: false;
+            referencedRelation: "generations";
+            referencedColumns: ["id"];
           },
         ];
       };
@@ -2737,12 +3241,157 @@ export type Database = {
         };
         Relationships: [];
       };
+      "view_revisions": {
+        Row: {
+          "card_hashes": (string)[];
+          "card_ids": (string)[];
+          "card_titles": (string)[];
+          "created_at": string;
+          "document_id": string;
+          "org_id": string;
+          "revision": number;
+        };
+        ComputedFields: never;
+        Insert: {
+          "card_hashes": (string)[];
+          "card_ids": (string)[];
+          "card_titles": (string)[];
+          "created_at"?: string;
+          "document_id": string;
+          "org_id": string;
+          "revision": number;
+        };
+        Update: {
+          "card_hashes"?: (string)[];
+          "card_ids"?: (string)[];
+          "card_titles"?: (string)[];
+          "created_at"?: string;
+          "document_id"?: string;
+          "org_id"?: string;
+          "revision"?: number;
+        };
+        Relationships: [];
+      };
+      "views": {
+        Row: {
+          "bot": boolean;
+          "document_id": string;
+          "id": string;
+          "last_seen_at": string;
+          "org_id": string;
+          "referrer": string | null;
+          "revision": number;
+          "share_id": string | null;
+          "source": string;
+          "started_at": string;
+          "user_agent": string | null;
+          "user_id": string | null;
+          "viewer_key": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "bot": boolean;
+          "document_id": string;
+          "id"?: string;
+          "last_seen_at"?: string;
+          "org_id": string;
+          "referrer"?: string | null;
+          "revision": number;
+          "share_id"?: string | null;
+          "source": string;
+          "started_at"?: string;
+          "user_agent"?: string | null;
+          "user_id"?: string | null;
+          "viewer_key": string;
+        };
+        Update: {
+          "bot"?: boolean;
+          "document_id"?: string;
+          "id"?: string;
+          "last_seen_at"?: string;
+          "org_id"?: string;
+          "referrer"?: string | null;
+          "revision"?: number;
+          "share_id"?: string | null;
+          "source"?: string;
+          "started_at"?: string;
+          "user_agent"?: string | null;
+          "user_id"?: string | null;
+          "viewer_key"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "views_document_id_revision_fkey";
+            columns: ["document_id", "revision"];
+            isOneToOne: false;
+            referencedRelation: "view_revisions";
+            referencedColumns: ["document_id", "revision"];
+          },
+        ];
+      };
     };
     Views: {
       [_ in never]: never;
     };
     Functions: {
-      [_ in never]: never;
+      "discard_operation": {
+        Args: { "p_operation_id": string };
+        Returns: {
+          "actor_id": string | null;
+          "actor_source": string;
+          "ai_job_id": string | null;
+          "base_card": NonNullable<Json>;
+          "base_revision": number;
+          "card_hash": string;
+          "card_id": string;
+          "created_at": string;
+          "document_id": string;
+          "error": Json | null;
+          "finished_at": string | null;
+          "id": string;
+          "idempotency_key": string | null;
+          "op": string;
+          "org_id": string;
+          "params": NonNullable<Json>;
+          "request_hash": string;
+          "resolved_by": string | null;
+          "result": Json | null;
+          "resulting_revision": number | null;
+          "state": string;
+          "updated_at": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "operations";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      "review_template": {
+        Args: { "p_decision": string; "p_document_id": string; "p_note"?: string };
+        Returns: {
+          "batch_key": string | null;
+          "category": string;
+          "created_at": string;
+          "document_id": string;
+          "generation_id": string | null;
+          "locale": string;
+          "org_id": string;
+          "prompt": string;
+          "prompt_hash": string;
+          "review_note": string | null;
+          "reviewed_at": string | null;
+          "reviewed_by": string | null;
+          "status": string;
+          "updated_at": string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "templates";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
     };
     Enums: {
       [_ in never]: never;
