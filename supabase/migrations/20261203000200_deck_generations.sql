@@ -510,6 +510,12 @@ begin
    where id = p_generation_id
   returning * into v_g;
   perform private.deck_flush_cards(v_g);
+  if p_status <> 'completed' then
+    -- A template that was never made leaves the review queue (its deck stays, a plain deck): its
+    -- batch key and prompt are free again, so a resumed batch makes it anew instead of finding
+    -- this failure, and no reviewer has to reject it.
+    delete from deck.templates where generation_id = v_g.id and status = 'review';
+  end if;
   if p_status <> 'canceled' then
     perform private.emit_event(v_g.org_id,
       case when p_status = 'completed' then 'deck.generation_completed' else 'deck.generation_failed' end,

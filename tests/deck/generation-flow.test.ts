@@ -179,6 +179,26 @@ describe("saveAsTemplate", () => {
     await waitForGeneration(team.token, id);
     expect(await account(team.orgId)).toMatchObject({ balance: 500 - 2 * PRICES.card, reserved: 0 });
   });
+
+  it("a template that was never made (canceled or failed) leaves the review queue: its batchKey and prompt start afresh", async () => {
+    const team = await deckTeam(500);
+    const body = {
+      inputText: "A workshop on composting for a school garden club", numCards: 2, orgId: team.orgId, holdOutline: true,
+      imageOptions: { source: "noImages" }, saveAsTemplate: { category: "education", batchKey: "education:7" },
+    };
+    const first = (await generate({ token: team.token }, body)).body.generationId;
+    await waitForGeneration(team.token, first, { stage: "outline_ready" });
+    expect(await countRows(`select count(*)::int as n from deck.templates where generation_id = $1 and status = 'review'`, [first])).toBe(1);
+    const c = await call(`/api/deck/generations/${first}/cancel`, { method: "POST", token: team.token });
+    expect(c.status, c.raw).toBe(200);
+    expect(await countRows(`select count(*)::int as n from deck.templates where org_id = $1`, [team.orgId])).toBe(0);
+    // The deck itself stays, as a plain deck outside the gallery.
+    expect(await countRows(`select count(*)::int as n from content.documents where id = $1 and not is_template`, [c.body.deckId])).toBe(1);
+    const again = await generate({ token: team.token }, body);
+    expect(again.status, again.raw).toBe(202);
+    expect(again.body.generationId).not.toBe(first);
+    expect(await countRows(`select count(*)::int as n from deck.templates where generation_id = $1 and status = 'review'`, [again.body.generationId])).toBe(1);
+  });
 });
 
 describe("the API's edges", () => {

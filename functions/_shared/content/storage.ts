@@ -1,6 +1,6 @@
 // The Storage API with the service key, as any server calls it: signed upload and download URLs
 // for asset paths the content RPCs have vouched for, reading an object's bytes for
-// verification, copy-on-write, and removing what nothing references.
+// verification, copy-on-write, writing files the worker makes, and removing what nothing references.
 export interface StorageAccess {
   /** The project URL (SUPABASE_URL). */
   url: string;
@@ -64,8 +64,22 @@ export async function readObject(cfg: StorageAccess, bucket: string, path: strin
   return bytes;
 }
 
-export async function copyObject(cfg: StorageAccess, bucket: string, from: string, to: string): Promise<void> {
-  await ok(await call(cfg, "POST", "/object/copy", { bucketId: bucket, sourceKey: from, destinationKey: to }), `copying ${from}`);
+/** Copies an object within its bucket, or into `toBucket` (Storage copies across buckets server-side). */
+export async function copyObject(cfg: StorageAccess, bucket: string, from: string, to: string, toBucket = bucket): Promise<void> {
+  const body = { bucketId: bucket, sourceKey: from, destinationKey: to, ...(toBucket === bucket ? {} : { destinationBucket: toBucket }) };
+  await ok(await call(cfg, "POST", "/object/copy", body), `copying ${bucket}/${from}`);
+}
+
+/** Writes (or replaces) an object with the service key: files the worker makes (exports, archives). */
+export async function putObject(cfg: StorageAccess, bucket: string, path: string, body: Uint8Array, contentType: string): Promise<void> {
+  const res = await (cfg.fetch ?? fetch)(`${cfg.url}/storage/v1/object/${bucket}/${encodePath(path)}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${cfg.serviceRoleKey}`, apikey: cfg.serviceRoleKey, "content-type": contentType, "x-upsert": "true" },
+    body: body as BodyInit,
+    signal: AbortSignal.timeout(120_000),
+  });
+  await ok(res, `storing ${bucket}/${path}`);
+  await res.body?.cancel();
 }
 
 export async function removeObjects(cfg: StorageAccess, bucket: string, paths: string[]): Promise<void> {

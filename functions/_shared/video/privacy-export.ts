@@ -5,9 +5,8 @@
 // worker dies (the archive is rewritten at the same path).
 import { type Zippable, zipSync } from "fflate";
 import { sql } from "kysely";
-import { readObject, type StorageAccess } from "../content/storage.ts";
+import { putObject, readObject, type StorageAccess } from "../content/storage.ts";
 import { asService, type Db } from "../db/client.ts";
-import { putObject } from "./storage.ts";
 import { PHOTO_BUCKET } from "./uploads.ts";
 
 export const PRIVACY_BUCKET = "privacy-exports";

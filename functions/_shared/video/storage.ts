@@ -1,21 +1,10 @@
 // What the video module needs from the Storage API beyond content/storage.ts (signing, whole
-// reads, removal): writing an object, and reading byte ranges of one (MP4 boxes of a finished
+// reads, writes, removal): reading byte ranges of an object (MP4 boxes of a finished
 // video, without downloading its media). Service key, as any server calls it.
 import type { StorageAccess } from "../content/storage.ts";
 
 const encodePath = (path: string) => path.split("/").map(encodeURIComponent).join("/");
 const auth = (cfg: StorageAccess) => ({ authorization: `Bearer ${cfg.serviceRoleKey}`, apikey: cfg.serviceRoleKey });
-
-/** Writes (or replaces) an object. */
-export async function putObject(cfg: StorageAccess, bucket: string, path: string, body: Uint8Array, contentType: string): Promise<void> {
-  const res = await (cfg.fetch ?? fetch)(`${cfg.url}/storage/v1/object/${bucket}/${encodePath(path)}`, {
-    method: "POST",
-    headers: { ...auth(cfg), "content-type": contentType, "x-upsert": "true" },
-    body: body as BodyInit,
-    signal: AbortSignal.timeout(120_000),
-  });
-  if (!res.ok) throw new Error(`storing ${bucket}/${path} failed: ${res.status} ${(await res.text()).slice(0, 200)}`);
-}
 
 /** An object's size and a reader of byte ranges [start, end), or null when there is no such object. */
 export async function rangeReader(cfg: StorageAccess, bucket: string, path: string): Promise<{ size: number; read: (start: number, end: number) => Promise<Uint8Array> } | null> {

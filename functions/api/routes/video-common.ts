@@ -1,8 +1,6 @@
-// What the talking-video routes share: response helpers, paging, and Storage signing.
+// What the talking-video routes share: response helpers and paging (Storage signing: ../storage.ts).
 import { z } from "@hono/zod-openapi";
-import type { StorageAccess } from "../../_shared/content/storage.ts";
-import { ApiError } from "../../_shared/http/errors.ts";
-import type { ApiEnv } from "../context.ts";
+export { storageOf } from "../storage.ts";
 
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 export const body = <T extends z.ZodType>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
@@ -17,9 +15,3 @@ export const Json = z.record(z.string(), z.unknown()).nullable();
 export const Cursor = z.string().datetime({ offset: true }).optional().openapi({ description: "created_at of the last row of the previous page" });
 export const Limit = z.coerce.number().int().min(1).max(100).default(20);
 
-/** Storage with the service key, for signing URLs of objects the caller was shown through RLS. */
-export function storageOf(c: { get: (k: "deps") => ApiEnv["Variables"]["deps"] }): StorageAccess {
-  const { cfg } = c.get("deps");
-  if (!cfg.SUPABASE_SERVICE_ROLE_KEY) throw new ApiError(503, "storage_not_configured", "Storage signing needs SUPABASE_SERVICE_ROLE_KEY");
-  return { url: cfg.SUPABASE_URL, serviceRoleKey: cfg.SUPABASE_SERVICE_ROLE_KEY };
-}

@@ -5,7 +5,7 @@
 // A deck that can't be rendered (no Chromium, a body that is not a deck) fails at once with its
 // code; anything else (Storage down) is recorded as failed and thrown, so pg-boss retries it.
 import { sql } from "kysely";
-import { removeObjects, type StorageAccess } from "../../content/storage.ts";
+import { putObject, removeObjects } from "../../content/storage.ts";
 import { sha256Hex } from "../../content/sniff.ts";
 import { asService } from "../../db/client.ts";
 import { DeckBody } from "../kind.ts";
@@ -41,17 +41,6 @@ export async function renderFile(format: ExportFormat, input: ExportInput, opts:
   if (format === "pptx") return await renderPptx(input);
   if (format === "pdf") return await renderPdf(input, opts);
   return new TextEncoder().encode(renderHtml(input));
-}
-
-/** Writes a file with the service key (replacing one at the same path). */
-export async function putObject(cfg: StorageAccess, bucket: string, path: string, body: Uint8Array, contentType: string): Promise<void> {
-  const res = await (cfg.fetch ?? fetch)(`${cfg.url}/storage/v1/object/${bucket}/${path.split("/").map(encodeURIComponent).join("/")}`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${cfg.serviceRoleKey}`, apikey: cfg.serviceRoleKey, "content-type": contentType, "x-upsert": "true" },
-    body: body as BodyInit,
-    signal: AbortSignal.timeout(120_000),
-  });
-  if (!res.ok) throw new Error(`storing ${bucket}/${path} failed: ${res.status} ${(await res.text()).slice(0, 200)}`);
 }
 
 async function fail(deps: ExportJobDeps, exportId: string, renders: number, code: string, message: string, keepBody: boolean) {

@@ -7,7 +7,7 @@
 // for the same image; the unused reservation expires (content retention) and its bytes are orphans.
 import { sql } from "kysely";
 import { type AssetRow, verifyAsset } from "../../content/assets.ts";
-import { ASSET_BUCKET, type StorageAccess } from "../../content/storage.ts";
+import { ASSET_BUCKET, copyObject, type StorageAccess } from "../../content/storage.ts";
 import { asService, type Db } from "../../db/client.ts";
 
 export interface OutputFile {
@@ -15,18 +15,6 @@ export interface OutputFile {
   path: string;
   mime_type: string;
   bytes: number;
-}
-
-async function copyAcross(storage: StorageAccess, from: { bucket: string; path: string }, to: { bucket: string; path: string }) {
-  const f = storage.fetch ?? fetch;
-  const res = await f(`${storage.url}/storage/v1/object/copy`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${storage.serviceRoleKey}`, apikey: storage.serviceRoleKey, "content-type": "application/json" },
-    body: JSON.stringify({ bucketId: from.bucket, sourceKey: from.path, destinationBucket: to.bucket, destinationKey: to.path }),
-    signal: AbortSignal.timeout(30_000),
-  });
-  if (!res.ok) throw new Error(`copying ${from.bucket}/${from.path} failed: ${res.status} ${(await res.text()).slice(0, 200)}`);
-  await res.body?.cancel();
 }
 
 /** Stores the image as an asset of the deck: its id, or why its bytes were refused. */
@@ -39,7 +27,7 @@ export async function imageToAsset(
   const asset = await asService(deps.db, async (tx) =>
     (await sql<AssetRow>`select * from private.content_reserve_asset(${documentId}::uuid, ${name}, ${file.mime_type}, ${file.bytes}::bigint)`
       .execute(tx)).rows[0]);
-  await copyAcross(deps.storage, { bucket: file.bucket, path: file.path }, { bucket: ASSET_BUCKET, path: asset.object_path });
+  await copyObject(deps.storage, file.bucket, file.path, asset.object_path, ASSET_BUCKET);
   const verdict = await verifyAsset(deps, asset.id);
   if ("verified" in verdict) return { assetId: asset.id };
   // Another path (the upload event's own verification) may have got there first.

@@ -12,15 +12,10 @@ import { docFromPayload, type LiveBatch } from "../../../_shared/content/ydoc.ts
 import type { ApiEnv } from "../../context.ts";
 import { requestMeta, requireAuth, requireUser } from "../../middleware.ts";
 import { commonErrors } from "../../schemas.ts";
-import { Body, DocumentView, json, jsonBody, LinkCredentials, storageOf } from "./schemas.ts";
+import { Body, DocumentView, json, jsonBody, LINK_REFUSALS, LinkCredentials, storageOf } from "./schemas.ts";
 
 const REFUSALS: Record<string, [401 | 403 | 404 | 410 | 429, string, string]> = {
-  not_found: [404, "not_found", "this link does not exist"],
-  revoked: [410, "link_revoked", "this link was revoked"],
-  expired: [410, "link_expired", "this link has expired"],
-  password_required: [401, "password_required", "this link needs its password"],
-  wrong_password: [403, "wrong_password", "the password is wrong"],
-  locked: [429, "link_locked", "too many wrong passwords: try again in 15 minutes"],
+  ...LINK_REFUSALS,
   copy_not_allowed: [403, "copy_not_allowed", "this link does not allow copying"],
   asset_not_found: [404, "not_found", "asset not found"],
 };

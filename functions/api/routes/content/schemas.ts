@@ -79,6 +79,16 @@ export const AssetView = z.object({
   verified_at: z.string().nullable(),
 }).openapi("ContentAsset");
 
+/** How a link check's refusal answers (status, code, message): shared by every route that takes a link. */
+export const LINK_REFUSALS: Record<string, [401 | 403 | 404 | 410 | 429, string, string]> = {
+  not_found: [404, "not_found", "this link does not exist"],
+  revoked: [410, "link_revoked", "this link was revoked"],
+  expired: [410, "link_expired", "this link has expired"],
+  password_required: [401, "password_required", "this link needs its password"],
+  wrong_password: [403, "wrong_password", "the password is wrong"],
+  locked: [429, "link_locked", "too many wrong passwords: try again in 15 minutes"],
+};
+
 export const LinkCredentials = {
   token: z.string().min(20).max(100),
   password: z.string().min(1).max(72).optional(),

@@ -13,6 +13,7 @@ import { enqueue } from "../../../_shared/jobs/queue.ts";
 import type { ApiEnv } from "../../context.ts";
 import { requireAuth } from "../../middleware.ts";
 import { commonErrors, UuidParam } from "../../schemas.ts";
+import { LINK_REFUSALS } from "../content/schemas.ts";
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 const body = <T extends z.ZodType>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
@@ -22,14 +23,9 @@ const linkErrors = {
   429: json(errorSchema, "The link is locked after wrong passwords, or the view is full"),
 };
 
-// The content links' refusals, word for word (functions/api/routes/content/links.ts).
-const LINK_REFUSALS: Record<string, [401 | 403 | 404 | 410 | 429, string, string]> = {
-  not_found: [404, "not_found", "this link does not exist"],
-  revoked: [410, "link_revoked", "this link was revoked"],
-  expired: [410, "link_expired", "this link has expired"],
-  password_required: [401, "password_required", "this link needs its password"],
-  wrong_password: [403, "wrong_password", "the password is wrong"],
-  locked: [429, "link_locked", "too many wrong passwords: try again in 15 minutes"],
+// The content links' refusals, word for word, and one of the deck's own.
+const LINK_REFUSALS_DECK: Record<string, [401 | 403 | 404 | 410 | 429, string, string]> = {
+  ...LINK_REFUSALS,
   not_a_deck: [404, "not_found", "this link is not to a deck"],
 };
 
@@ -122,7 +118,7 @@ async function optionalPrincipal(c: Context<ApiEnv>): Promise<Principal | null> 
 }
 
 function refuseLink(status: string): never {
-  const [http, code, message] = LINK_REFUSALS[status] ?? LINK_REFUSALS.not_found;
+  const [http, code, message] = LINK_REFUSALS_DECK[status] ?? LINK_REFUSALS.not_found;
   throw new ApiError(http, code, message, http === 429 ? { retry_after: 900 } : undefined);
 }
 

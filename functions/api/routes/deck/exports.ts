@@ -5,11 +5,11 @@
 // Progress goes to the requester on user:<id>, event deck.export. See functions/_shared/deck/exports/.
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "kysely";
-import type { StorageAccess } from "../../../_shared/content/storage.ts";
 import { asUser } from "../../../_shared/db/client.ts";
 import { EXPORT_FORMATS, exportUrl, requestExport } from "../../../_shared/deck/exports/request.ts";
 import { ApiError } from "../../../_shared/http/errors.ts";
 import type { ApiEnv } from "../../context.ts";
+import { storageOf } from "../../storage.ts";
 import { requestMeta, requireAuth } from "../../middleware.ts";
 import { commonErrors, UuidParam } from "../../schemas.ts";
 
@@ -69,12 +69,6 @@ const getRoute = createRoute({
   responses: { 200: json(ExportAnswer, "The export"), ...commonErrors },
 });
 
-/** Storage with the service key, for signing URLs of files the caller was shown through RLS. */
-function storageOf(c: { get: (k: "deps") => ApiEnv["Variables"]["deps"] }): StorageAccess {
-  const { cfg } = c.get("deps");
-  if (!cfg.SUPABASE_SERVICE_ROLE_KEY) throw new ApiError(503, "storage_not_configured", "Storage signing needs SUPABASE_SERVICE_ROLE_KEY");
-  return { url: cfg.SUPABASE_URL, serviceRoleKey: cfg.SUPABASE_SERVICE_ROLE_KEY };
-}
 
 export function registerDeckExports(app: OpenAPIHono<ApiEnv>) {
   app.openapi(requestRoute, async (c) => {
