@@ -5,6 +5,7 @@
 // credits writes nothing, queues nothing and calls no provider.
 import { describe, expect, it } from "vitest";
 import { DeckBody } from "../../functions/_shared/deck/kind.ts";
+import { EVENT_PAYLOADS } from "../../functions/_shared/events/catalog.ts";
 import { account, expectLedgerConsistent } from "../helpers/credits.ts";
 import { admin } from "../helpers/db.ts";
 import { scriptFake } from "../helpers/fake-ai.ts";
@@ -89,8 +90,10 @@ describe("a deck from a prompt", () => {
     // One provider call per thing made: outline, structure, 5 cards; 4 images.
     expect(await countCalls(team.textKey)).toBe(7);
     expect(await countCalls(team.imageKey)).toBe(4);
-    // The outbox has the completion.
-    expect(await countRows(`select count(*)::int as n from notify.events where org_id = $1 and type = 'deck.generation_completed'`, [team.orgId])).toBe(1);
+    // The outbox has the completion, with the payload its catalog schema describes.
+    const { rows: events } = await admin.query(`select type, payload from notify.events where org_id = $1 and type like 'deck.%'`, [team.orgId]);
+    expect(events.map((e) => e.type)).toEqual(["deck.generation_completed"]);
+    expect(EVENT_PAYLOADS["deck.generation_completed"].parse(events[0].payload)).toMatchObject({ deck_id: done.deckId, cards: 5, images: 4, credits: 23, error: null });
   });
 
   it("a failing image provider: failed images cost nothing, the rest settle, and the generation completes with images.failed", async () => {

@@ -7,6 +7,7 @@
 // The races are forced, not timed: the test holds the operation's row lock (the worker's
 // settle takes it first) while the AI call finishes and the human saves, then lets go.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { EVENT_PAYLOADS } from "../../functions/_shared/events/catalog.ts";
 import { account, expectLedgerConsistent } from "../helpers/credits.ts";
 import { admin } from "../helpers/db.ts";
 import { resetFake, scriptFake } from "../helpers/fake-ai.ts";
@@ -100,6 +101,10 @@ describe("an operation applied", () => {
     const states = inbox.items.filter((m) => m.event === "deck.operation" && m.payload.operation_id === op.id).map((m) => m.payload.state);
     expect(states).toEqual(["queued", "running", "applied"]);
     expect(inbox.items.find((m) => m.payload.state === "applied")!.payload).toMatchObject({ document_id: deck.id, card_id: "c-why", resulting_revision: now.revision });
+    // The outbox has the outcome, with the payload its catalog schema describes.
+    const { rows: events } = await admin.query(`select type, payload from notify.events where subject_id = $1 and type like 'deck.%'`, [op.id]);
+    expect(events.map((e) => e.type)).toEqual(["deck.operation_applied"]);
+    expect(EVENT_PAYLOADS["deck.operation_applied"].parse(events[0].payload)).toMatchObject({ card_id: "c-why", op: "rewrite", resulting_revision: now.revision });
     // The gateway charged the AI call at its own prices, once.
     const { rows: [job] } = await admin.query("select status, reserved_credits::int, settled_credits::int from ai.jobs where id = $1", [op.ai_job_id]);
     expect(job.status).toBe("succeeded");

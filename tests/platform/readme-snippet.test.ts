@@ -1,6 +1,7 @@
 // The README's snippets, run as a newcomer would run them against the stack: the supabase-js one
 // must upload a file through Storage and receive the broadcast that the upload causes; the
-// talking-video one must turn the seeded photo into a video with the local provider.
+// talking-video one must turn the seeded photo into a video with the local provider; the deck one
+// must turn a prompt into a deck, its cards arriving in order, and download its PPTX.
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -70,5 +71,21 @@ describe("README", () => {
     const file = path.join(ROOT, "node_modules/.cache/plinth-tests/talking-video.mp4");
     expect(fs.statSync(file).size).toBe(Number(m![1]));
     fs.rmSync(file, { force: true });
+  });
+
+  it("the deck snippet turns a prompt into a deck with the local provider, its cards in order, and downloads the PPTX", async () => {
+    const stdout = await runSnippet("deck");
+    const cards = [...stdout.matchAll(/^card (\d+): /gm)].map((m) => Number(m[1]));
+    expect(cards, stdout).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(stdout).toMatch(/^completed: 6 cards, 5 images, 28 credits$/m);
+    const m = /downloaded deck\.pptx: (\d+) bytes \(deck ([0-9a-f-]{36})\)/.exec(stdout);
+    expect(m, stdout).not.toBeNull();
+    const file = path.join(ROOT, "node_modules/.cache/plinth-tests/deck.pptx");
+    const bytes = fs.readFileSync(file);
+    expect(bytes.length).toBe(Number(m![1]));
+    expect(bytes.subarray(0, 2).toString()).toBe("PK"); // a zip: the PPTX container
+    fs.rmSync(file, { force: true });
+    const { rows } = await admin.query(`select kind, jsonb_array_length(body -> 'cards') as n from content.documents where id = $1`, [m![2]]);
+    expect(rows).toEqual([{ kind: "deck", n: 6 }]);
   });
 });

@@ -45,6 +45,29 @@ const videoJob = z.object({
   error: z.string().nullable(),
 });
 
+/** A deck generation's end: what it made and what was charged, or the failure's code. */
+const deckGeneration = z.object({
+  generation_id: uuid,
+  deck_id: uuid,
+  user_id: uuid.nullable(),
+  cards: z.number().int(),
+  images: z.number().int(),
+  images_failed: z.number().int(),
+  credits: z.number().int(),
+  error: z.string().nullable(),
+});
+
+/** An AI card operation's outcome: applied (with the revision it made), a conflict, or failed. */
+const deckOperation = z.object({
+  operation_id: uuid,
+  document_id: uuid,
+  card_id: z.string(),
+  op: z.enum(["rewrite", "translate", "condense", "expand", "tone"]),
+  actor_id: uuid.nullable(),
+  resulting_revision: z.number().int().nullable(),
+  error: z.string().nullable(),
+});
+
 export const EVENT_PAYLOADS = {
   "org.created": z.object({ name: z.string(), slug: z.string() }),
   "org.updated": z.object({ name: z.string(), slug: z.string(), require_mfa: z.boolean(), changed: z.array(z.string()) }),
@@ -114,6 +137,11 @@ export const EVENT_PAYLOADS = {
   "video.upload_rejected": videoUpload,
   "video.job_completed": videoJob,
   "video.job_failed": videoJob,
+  "deck.generation_completed": deckGeneration,
+  "deck.generation_failed": deckGeneration,
+  "deck.operation_applied": deckOperation,
+  "deck.operation_conflict": deckOperation,
+  "deck.operation_failed": deckOperation,
 } as const satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof EVENT_PAYLOADS;
