@@ -104,23 +104,26 @@ comment on column deck.card_events.bot is 'The view''s bot flag, copied onto eac
 comment on column deck.card_events.ts is 'When the client says the dwell ended (checked against the view''s start and the server''s clock).';
 comment on column deck.card_events.received_at is 'When the api stored the event.';
 
-create or replace function private.deck_card_events_append_only() returns trigger
+-- Append-only like the audit log and the credits journal, with their guard. Its message now
+-- names the table it guards (it was written for the audit log alone; the journal reuses it).
+create or replace function private.audit_log_is_append_only() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  -- The foreign keys' cascades (a deck, view or org deleted) run nested in their RI triggers.
+  -- The foreign keys' cascades (an org, deck or view deleted) run nested in their RI triggers.
   if tg_op <> 'TRUNCATE' and pg_trigger_depth() > 1 then
     return coalesce(new, old);
   end if;
-  raise exception 'card events are append-only' using errcode = '42501';
+  raise exception '%.% is append-only', tg_table_schema, tg_table_name using errcode = '42501';
 end
 $$;
-revoke all on function private.deck_card_events_append_only() from public;
+revoke all on function private.audit_log_is_append_only() from public;
+comment on function private.audit_log_is_append_only() is 'Trigger guard of every append-only table (notify.audit_log, billing.credit_entries, deck.card_events): refuses update, delete and truncate from every role; only foreign-key cascades (nested in their RI triggers) pass.';
 create trigger card_events_append_only before update or delete on deck.card_events
-  for each row execute function private.deck_card_events_append_only();
+  for each row execute function private.audit_log_is_append_only();
 create trigger card_events_no_truncate before truncate on deck.card_events
-  for each statement execute function private.deck_card_events_append_only();
+  for each statement execute function private.audit_log_is_append_only();
 
 -- ---------------------------------------------------------------------------
 -- Rollups (the worker's deck.analytics_rollup; bots left out)
