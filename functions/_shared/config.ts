@@ -33,6 +33,8 @@ export const ConfigSchema = z.object({
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional().or(z.literal("").transform(() => undefined)),
   /** Another Stripe API base (the local fake: http://127.0.0.1:PORT); unset means api.stripe.com. */
   STRIPE_API_BASE: optionalUrl,
+  /** The Chromium binary the worker prints deck PDFs with; unset: /usr/bin/chromium and the other usual places. */
+  PLINTH_CHROMIUM_PATH: z.string().min(1).optional().or(z.literal("").transform(() => undefined)),
   /** How often async AI tasks (video) are polled at their provider; webhooks wake a poll sooner. */
   PLINTH_AI_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(5000),
   /** Comma-separated origins that checkout and portal return URLs may point at; defaults to PLINTH_APP_URL's origin. */

@@ -17,6 +17,8 @@ export interface DeckJobDeps {
   jobs: JobSender;
   /** The AI gateway's worker side: the pipeline admits and runs its calls through it. */
   ai: Omit<AiWorkerDeps, "db">;
+  /** The Chromium binary for PDF exports (PLINTH_CHROMIUM_PATH); unset: the usual Debian paths. */
+  chromiumPath?: string;
 }
 
 export function deckHandlers(deps: DeckJobDeps) {

@@ -36,7 +36,7 @@ export function createWorker(env: Record<string, string | undefined>) {
   };
   const content = { storage: ai.storage, jobs: { ready: async () => boss } };
   const video = { storage: ai.storage, jobs: { ready: async () => boss }, ai };
-  const deck = { storage: ai.storage, jobs: { ready: async () => boss }, ai };
+  const deck = { storage: ai.storage, jobs: { ready: async () => boss }, ai, chromiumPath: cfg.PLINTH_CHROMIUM_PATH };
   const handlers = createHandlers({
     db, email, appUrl: cfg.PLINTH_APP_URL, webhooks, notifications, ai, content, video, deck,
     consumers: [

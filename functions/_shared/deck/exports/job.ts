@@ -9,7 +9,7 @@ import { purgeExpiredExports } from "./retention.ts";
 export interface ExportJobDeps {
   db: Db;
   storage: StorageAccess;
-  /** The Chromium binary for PDFs (default: PLINTH_CHROMIUM_PATH, else the usual Debian paths). */
+  /** The Chromium binary for PDFs (the worker passes PLINTH_CHROMIUM_PATH); unset: the usual Debian paths. */
   chromiumPath?: string;
 }
 

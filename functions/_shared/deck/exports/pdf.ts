@@ -14,15 +14,6 @@ export class ExportError extends Error {
 /** Where Chromium is looked for when PLINTH_CHROMIUM_PATH is not set. */
 export const CHROMIUM_CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/chromium", "/usr/bin/google-chrome"];
 
-function env(name: string): string | undefined {
-  const g = globalThis as { Deno?: { env: { get(k: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
-  try {
-    return g.Deno ? g.Deno.env.get(name) : g.process?.env[name];
-  } catch {
-    return undefined; // no env permission
-  }
-}
-
 async function isFile(path: string): Promise<boolean> {
   const g = globalThis as { Deno?: { stat(p: string): Promise<{ isFile: boolean }> } };
   try {
@@ -34,9 +25,8 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
-/** The Chromium binary: the given path, else PLINTH_CHROMIUM_PATH, else the first usual place that has one. */
-export async function findChromium(explicit?: string): Promise<string> {
-  const configured = explicit ?? env("PLINTH_CHROMIUM_PATH");
+/** The Chromium binary: the configured path (PLINTH_CHROMIUM_PATH), else the first usual place that has one. */
+export async function findChromium(configured?: string): Promise<string> {
   const candidates = configured ? [configured] : CHROMIUM_CANDIDATES;
   for (const path of candidates) if (await isFile(path)) return path;
   throw new ExportError("chromium_missing",
