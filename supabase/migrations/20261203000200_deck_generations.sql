@@ -323,8 +323,8 @@ begin
             p_template ->> 'batch_key', v_id);
   end if;
 
-  -- The reservations last a day at most (the ledger's cap); one that lapses gives its credits
-  -- back and the stage it covered is then charged nothing.
+  -- The reservations last a day at most (the ledger's cap). A generation runs in seconds; one held
+  -- at its outline longer is reserved again when approved (deck_approve_outline).
   if v_cards * v_price_card > 0 then
     v_g.cards_reservation_id := (billing.reserve_credits(p_org_id, v_cards * v_price_card, 'deck-gen:' || v_id || ':cards',
                                                          interval '1 day', 'deck.generation:' || v_id)).id;
@@ -448,6 +448,10 @@ begin
          stage = case when cards_done + 1 >= cards_total and images_done + images_failed < images_total then 'images' else stage end
    where id = p_generation_id
   returning * into v_g;
+  -- The card stage is finished: settled now with what it produced (fallback cards are free).
+  if v_g.cards_done >= v_g.cards_total then
+    perform private.deck_settle(v_g.id, 'cards', (v_g.cards_done - v_g.cards_fallback)::bigint * v_g.price_card);
+  end if;
   perform private.deck_flush_cards(v_g);
   return true;
 end
@@ -477,6 +481,10 @@ begin
      set images_done = images_done + (p_asset_id is not null)::int, images_failed = images_failed + (p_asset_id is null)::int
    where id = p_generation_id
   returning * into v_g;
+  -- The image stage is finished: settled now with the images made (a failed one is free).
+  if v_g.images_done + v_g.images_failed >= v_g.images_total then
+    perform private.deck_settle(v_g.id, 'images', v_g.images_done::bigint * v_g.price_image);
+  end if;
   perform private.deck_flush_cards(v_g);
   return true;
 end
@@ -569,8 +577,23 @@ begin
       raise exception 'the outline has exactly % cards (what was reserved)', v_g.num_cards using errcode = '22023';
     end if;
   end if;
+  -- A hold may outlast its reservations (a day at most; credits.expire gives lapsed credits back).
+  -- The deck is then reserved again before anything is made: a PT402 refuses the approval.
+  if v_g.cards_reservation_id is not null
+     and (select r.status from billing.credit_reservations r where r.id = v_g.cards_reservation_id) <> 'pending' then
+    v_g.cards_reservation_id := (billing.reserve_credits(v_g.org_id, v_g.cards_total::bigint * v_g.price_card,
+      'deck-gen:' || v_g.id || ':cards:' || (extract(epoch from clock_timestamp()) * 1000)::bigint, interval '1 day',
+      'deck.generation:' || v_g.id)).id;
+  end if;
+  if v_g.images_reservation_id is not null
+     and (select r.status from billing.credit_reservations r where r.id = v_g.images_reservation_id) <> 'pending' then
+    v_g.images_reservation_id := (billing.reserve_credits(v_g.org_id, v_g.images_total::bigint * v_g.price_image,
+      'deck-gen:' || v_g.id || ':images:' || (extract(epoch from clock_timestamp()) * 1000)::bigint, interval '1 day',
+      'deck.generation:' || v_g.id)).id;
+  end if;
   update deck.generations
-     set outline = coalesce(p_outline, outline), outline_approved_at = now(), stage = 'structure'
+     set outline = coalesce(p_outline, outline), outline_approved_at = now(), stage = 'structure',
+         cards_reservation_id = v_g.cards_reservation_id, images_reservation_id = v_g.images_reservation_id
    where id = p_generation_id
   returning * into v_g;
   return v_g;

@@ -275,6 +275,12 @@ begin
   if v.status <> 'review' then
     raise exception 'this template was already reviewed (it is %)', v.status using errcode = 'PT409';
   end if;
+  -- A generated template is published only once it is made (an empty or half-made deck never
+  -- reaches the gallery); rejecting it early is fine.
+  if p_decision = 'publish' and v.generation_id is not null
+     and (select g.status from deck.generations g where g.id = v.generation_id) is distinct from 'completed' then
+    raise exception 'this template is still being generated; publish it once its generation completes' using errcode = 'PT409';
+  end if;
   if p_decision = 'publish' then
     select * into v_doc from content.documents d where d.id = p_document_id for update;
     if v_doc.status <> 'published' and v_doc.last_version_revision <> v_doc.revision then

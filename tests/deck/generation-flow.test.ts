@@ -9,7 +9,7 @@ import { promptHash } from "../../functions/_shared/deck/generation/plan.ts";
 import { account, expectLedgerConsistent } from "../helpers/credits.ts";
 import { admin } from "../helpers/db.ts";
 import { fakeCalls, scriptFake } from "../helpers/fake-ai.ts";
-import { stack } from "../helpers/ai.ts";
+import { giveCredits, stack } from "../helpers/ai.ts";
 import { createApiKey } from "../helpers/openai.ts";
 import { call, expectError } from "../helpers/http.ts";
 import { createDoc } from "../helpers/content.ts";
@@ -60,6 +60,36 @@ describe("a held outline", () => {
     expect((await deckBody(done.deckId)).title).toBe("Volunteer onboarding");
   });
 
+  it("held past its reservations' life: approval reserves the deck again (402 while the credits are gone), so it is never made unpaid", async () => {
+    const team = await deckTeam(40);
+    const id = (await generate({ token: team.token }, { inputText: PROMPT, numCards: 4, orgId: team.orgId, holdOutline: true })).body.generationId;
+    await waitForGeneration(team.token, id, { stage: "outline_ready" });
+    const price = 4 * PRICES.card + 3 * PRICES.basic;
+    expect(await account(team.orgId)).toMatchObject({ balance: 40, reserved: price });
+    // A day later the ledger lets both holds lapse: the credits are available again, and spent.
+    const g = await generationRow(id);
+    const lapsed = new Date(Date.now() - 1000).toISOString();
+    await admin.query(`update billing.credit_reservations set expires_at = $2 where id = any($1::uuid[])`,
+      [[g.cards_reservation_id, g.images_reservation_id], lapsed]);
+    await admin.query(`update billing.credit_accounts set pending_expires_from = $2 where org_id = $1`, [team.orgId, lapsed]);
+    expect((await admin.query(`select * from billing.expire_credits(now(), $1)`, [team.orgId])).rows[0]).toMatchObject({ reservations: 2, failures: 0 });
+    expect(await account(team.orgId)).toMatchObject({ balance: 40, reserved: 0 });
+    await admin.query(`select billing.charge_credits($1, 30, 'elsewhere', 'test')`, [team.orgId]);
+
+    const refused = await call(`/api/deck/generations/${id}/outline`, { token: team.token, json: { approve: true } });
+    expectError(refused, 402, "payment_required");
+    expect(await generationRow(id)).toMatchObject({ stage: "outline_ready", cards_reservation_id: g.cards_reservation_id });
+    expect(await countCalls(team.textKey)).toBe(1);
+
+    await giveCredits(team.orgId, 20);
+    const ok = await call(`/api/deck/generations/${id}/outline`, { token: team.token, json: { approve: true } });
+    expect(ok.status, ok.raw).toBe(200);
+    const done = await waitForGeneration(team.token, id);
+    expect(done).toMatchObject({ status: "completed", credits: { deducted: price } });
+    expect(await account(team.orgId)).toMatchObject({ balance: 40 - 30 + 20 - price, reserved: 0 });
+    await expectLedgerConsistent(team.orgId);
+  });
+
   it("approving a generation that was never held is 409, and someone else's is 404", async () => {
     const team = await deckTeam(500);
     const res = await generate({ token: team.token }, { inputText: PROMPT, numCards: 2, orgId: team.orgId, imageOptions: { source: "noImages" } });
@@ -95,6 +125,9 @@ describe("cancel", () => {
     const res = await generate({ token: team.token }, { inputText: PROMPT, numCards: 4, orgId: team.orgId });
     const id = res.body.generationId;
     await waitFor("the cards", async () => ((await generationRow(id)).cards_done === 4 ? true : undefined));
+    // The card stage is settled the moment it ends, while the images are still drawing.
+    expect(await generationRow(id)).toMatchObject({ status: "pending", images_done: 0, credits_deducted: 4 * PRICES.card });
+    expect(await account(team.orgId)).toMatchObject({ balance: 500 - 4 * PRICES.card, reserved: 3 * PRICES.basic });
     const c = await call(`/api/deck/generations/${id}/cancel`, { method: "POST", token: team.token });
     expect(c.status, c.raw).toBe(200);
     expect(c.body).toMatchObject({ status: "canceled", credits: { reserved: 4 * PRICES.card + 3 * PRICES.basic, deducted: 4 * PRICES.card } });
@@ -109,6 +142,27 @@ describe("cancel", () => {
       (await admin.query(`select count(*)::int as n from pgboss.job where name = 'deck.generate' and data->>'generation_id' = $1 and state in ('created','active','retry')`, [id])).rows[0].n === 0 ? true : undefined);
     expect(await generationRow(id)).toMatchObject({ status: "canceled", images_done: 0, credits_deducted: 4 * PRICES.card });
     expect(await countRows(`select count(*)::int as n from content.assets where document_id = $1`, [c.body.deckId])).toBe(0);
+    expect(await account(team.orgId)).toMatchObject({ balance: 500 - 4 * PRICES.card, reserved: 0 });
+    await expectLedgerConsistent(team.orgId);
+  });
+});
+
+describe("a deck deleted while it is generated", () => {
+  it("stops the generation: failed with deck_deleted, the finished cards charged, the images released, no asset kept", async () => {
+    const team = await deckTeam(500);
+    await scriptFake(stack.fakeAiUrl, team.imageKey, Array.from({ length: 3 }, () => ({ mode: "slow", delayMs: 2500 })));
+    const id = (await generate({ token: team.token }, { inputText: PROMPT, numCards: 4, orgId: team.orgId })).body.generationId;
+    const g = await waitFor("the cards", async () => {
+      const row = await generationRow(id);
+      return row.cards_done === 4 ? row : undefined;
+    });
+    await admin.query(`delete from content.documents where id = $1`, [g.document_id]);
+    const ended = await waitForGeneration(team.token, id, { statuses: ["failed", "completed", "canceled"] });
+    expect(ended).toMatchObject({ status: "failed", deckId: null, error: { code: "deck_deleted" }, credits: { deducted: 4 * PRICES.card } });
+    await waitFor("the run to end", async () =>
+      (await admin.query(`select count(*)::int as n from pgboss.job where name = 'deck.generate' and data->>'generation_id' = $1 and state in ('created','active','retry')`, [id])).rows[0].n === 0 ? true : undefined);
+    expect(await generationRow(id)).toMatchObject({ images_done: 0, credits_deducted: 4 * PRICES.card });
+    expect(await countRows(`select count(*)::int as n from content.assets where document_id = $1`, [g.document_id])).toBe(0);
     expect(await account(team.orgId)).toMatchObject({ balance: 500 - 4 * PRICES.card, reserved: 0 });
     await expectLedgerConsistent(team.orgId);
   });
@@ -188,6 +242,10 @@ describe("saveAsTemplate", () => {
     };
     const first = (await generate({ token: team.token }, body)).body.generationId;
     await waitForGeneration(team.token, first, { stage: "outline_ready" });
+    expect(await countRows(`select count(*)::int as n from deck.templates where generation_id = $1 and status = 'review'`, [first])).toBe(1);
+    // Not made yet: it cannot be published (an empty deck never reaches the gallery).
+    const early = await call(`/api/deck/templates/${(await generationRow(first)).document_id}/review`, { token: await tokenFor(team.owner), json: { decision: "publish" } });
+    expectError(early, 409, "conflict");
     expect(await countRows(`select count(*)::int as n from deck.templates where generation_id = $1 and status = 'review'`, [first])).toBe(1);
     const c = await call(`/api/deck/generations/${first}/cancel`, { method: "POST", token: team.token });
     expect(c.status, c.raw).toBe(200);

@@ -11,7 +11,12 @@ import { scriptFake } from "../helpers/fake-ai.ts";
 import { stack } from "../helpers/ai.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { ownModel, orgRoute } from "../helpers/ai-jobs.ts";
-import { cardRows, countCalls, countRows, deckBody, deckTeam, generate, getGeneration, PRICES, waitForGeneration } from "./generation-helpers.ts";
+import { cardRows, countCalls, countRows, deckBody, deckTeam, generate, generationRow, getGeneration, inProcessDeps, noJobs, PRICES, waitForGeneration } from "./generation-helpers.ts";
+import { gotrueClaims } from "../../scripts/lib/keys.ts";
+import { asUser } from "../../functions/_shared/db/client.ts";
+import { admitGeneration } from "../../functions/_shared/deck/generation/admission.ts";
+import { runGeneration } from "../../functions/_shared/deck/generation/stages.ts";
+import { GenerationRequest } from "../../functions/_shared/deck/params.ts";
 
 const PROMPT = "How our library lends tools: borrowing, returns, fees and the repair café.";
 const one = (team: { orgId: string }) => ({ inputText: PROMPT, numCards: 1, orgId: team.orgId, imageOptions: { source: "noImages" } });
@@ -80,13 +85,27 @@ describe("an async image provider", () => {
 });
 
 describe("rate limits", () => {
-  it("on the free plan (10 AI requests a minute), an 11-call deck waits for the bucket and completes", async () => {
+  it("on the free plan (10 AI requests a minute), an 11-call deck waits out the gateway's 429 at admission and completes", async () => {
     const team = await deckTeam(200, { plan: null });
-    const res = await generate({ token: team.token }, { inputText: PROMPT, numCards: 5, orgId: team.orgId });
-    expect(res.status, res.raw).toBe(202);
-    const done = await waitForGeneration(team.token, res.body.generationId, {}, 60_000);
-    expect(done).toMatchObject({ status: "completed", cards: { done: 5 }, images: { done: 4, failed: 0 }, credits: { deducted: 23 } });
-    // 2 + 5 text calls and 4 images: one more than the bucket holds, so one admission waited.
+    const waits: number[] = [];
+    const deps = inProcessDeps();
+    const sleep = async (ms: number) => {
+      waits.push(ms);
+      await new Promise((r) => setTimeout(r, ms));
+    };
+    const req = GenerationRequest.parse({ inputText: PROMPT, numCards: 5, orgId: team.orgId });
+    try {
+      const { generationId: id } = await asUser(deps.db, gotrueClaims(team.member) as never, (tx) =>
+        admitGeneration(tx, noJobs, { orgId: team.orgId, userId: team.member.id, apiKeyId: null }, req));
+      expect(await runGeneration({ ...deps, sleep }, id)).toMatchObject({ status: "completed", cards: 5, images: 4, images_failed: 0 });
+      expect(await generationRow(id)).toMatchObject({ status: "completed", credits_deducted: 23 });
+    } finally {
+      await deps.close();
+    }
+    // 2 + 5 text calls and 4 images: one more than the bucket holds, so admissions were refused
+    // (429) and waited for the bucket (Retry-After, whole seconds), never failed.
+    expect(waits.length).toBeGreaterThan(0);
+    expect(waits.every((ms) => ms >= 1000)).toBe(true);
     expect(await countRows(`select count(*)::int as n from ai.jobs where org_id = $1`, [team.orgId])).toBe(11);
     expect(await countCalls(team.textKey) + await countCalls(team.imageKey)).toBe(11);
   });

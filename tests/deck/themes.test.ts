@@ -2,7 +2,8 @@
 // caller's orgs' own as custom, cursor-paginated), and an org's themes written with PostgREST on
 // deck.themes (RLS from the schema migration): writers add, change and delete their org's;
 // viewers read only; another org reads and changes none; the global gallery is read-only to
-// clients; tokens of the wrong shape are refused by the check constraint (23514).
+// clients, and so are the price table and the template categories; tokens of the wrong shape are
+// refused by the check constraint (23514).
 import { beforeAll, describe, expect, it } from "vitest";
 import { admin, as, createTeam, select, type Team } from "../helpers/db.ts";
 import { call, expectError } from "../helpers/http.ts";
@@ -97,6 +98,28 @@ describe("org themes through PostgREST (RLS)", () => {
     await expect(select(team.owner, "delete from deck.global_themes")).rejects.toMatchObject({ code: "42501" });
     await expect(select("anon", "select id from deck.global_themes")).rejects.toMatchObject({ code: "42501" });
     expect((await admin.query("select count(*)::int as n from deck.global_themes")).rows[0].n).toBe(globals.length);
+  });
+
+  it("the price table and the template categories: anyone signed in reads them, no client writes them (not even an owner), anon reads nothing", async () => {
+    const prices = (await admin.query("select key, credits::int from deck.prices order by key")).rows;
+    expect(prices.length).toBe(4);
+    expect(await select(other.viewer, "select key, credits::int from deck.prices order by key")).toEqual(prices);
+    const categories = (await admin.query("select key from deck.template_categories order by key")).rows;
+    expect(await select(other.viewer, "select key from deck.template_categories order by key")).toEqual(categories);
+    for (const [table, write] of [
+      ["prices", "update deck.prices set credits = 0"],
+      ["prices", "insert into deck.prices (key, credits, description) values ('image:basic', 0, 'free')"],
+      ["prices", "delete from deck.prices"],
+      ["template_categories", "update deck.template_categories set name = 'x'"],
+      ["template_categories", "insert into deck.template_categories (key, name) values ('mine', 'Mine')"],
+      ["template_categories", "delete from deck.template_categories"],
+    ]) {
+      await expect(select(team.owner, write), `${table}: ${write}`).rejects.toMatchObject({ code: "42501" });
+    }
+    await expect(select("anon", "select key from deck.prices")).rejects.toMatchObject({ code: "42501" });
+    await expect(select("anon", "select key from deck.template_categories")).rejects.toMatchObject({ code: "42501" });
+    expect((await admin.query("select key, credits::int from deck.prices order by key")).rows).toEqual(prices);
+    expect((await admin.query("select key from deck.template_categories order by key")).rows).toEqual(categories);
   });
 });
 

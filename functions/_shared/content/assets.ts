@@ -101,6 +101,17 @@ export async function verifyAsset(deps: AssetWorkerDeps, assetId: string) {
 }
 
 /**
+ * Drops an asset a server job made but will not use (a picture for a card that was canceled):
+ * the row goes now, so it no longer counts against the plan's storage; its bytes, referenced by
+ * nothing, go with the retention job.
+ */
+export async function discardAsset(db: Db, assetId: string): Promise<void> {
+  await asService(db, async (tx) => {
+    await sql`delete from content.assets where id = ${assetId}::uuid`.execute(tx);
+  });
+}
+
+/**
  * Unreferenced bytes older than a day (a fork may still be copying references to them, and an
  * upload may still be on its way) and reservations never used, older than three hours (a signed
  * upload URL lives two).

@@ -3,8 +3,9 @@
 // storage), Storage copies the gateway's output (bucket ai-outputs) to that path, and the content
 // engine's own verification (verifyAsset: sniff the real bytes, record size, sha256 and
 // dimensions) marks it verified. The card then points at it ({ asset_id, alt }); exports read it
-// from there. No transaction is open while Storage works. A retried run may reserve a second row
-// for the same image; the unused reservation expires (content retention) and its bytes are orphans.
+// from there. No transaction is open while Storage works. A retried run reuses the asset an
+// earlier run stored (found by its name); one the card cannot take any more (canceled meanwhile)
+// is discarded by the caller.
 import { sql } from "kysely";
 import { type AssetRow, verifyAsset } from "../../content/assets.ts";
 import { ASSET_BUCKET, copyObject, type StorageAccess } from "../../content/storage.ts";
@@ -24,6 +25,13 @@ export async function imageToAsset(
   file: OutputFile,
   name: string,
 ): Promise<{ assetId: string } | { refused: string }> {
+  // A run that died after storing this very picture (before recording it on its card) finds it
+  // again by its name, which is the generation's and the card's: no second copy counts against
+  // the plan's storage.
+  const { rows: [again] } = await asService(deps.db, (tx) =>
+    sql<{ id: string }>`select id from content.assets where document_id = ${documentId}::uuid and filename = ${name} and status = 'verified'
+                        order by created_at limit 1`.execute(tx));
+  if (again) return { assetId: again.id };
   const asset = await asService(deps.db, async (tx) =>
     (await sql<AssetRow>`select * from private.content_reserve_asset(${documentId}::uuid, ${name}, ${file.mime_type}, ${file.bytes}::bigint)`
       .execute(tx)).rows[0]);

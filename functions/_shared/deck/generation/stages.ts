@@ -20,6 +20,7 @@ import { sql } from "kysely";
 import type { AiWorkerDeps } from "../../ai/failure.ts";
 import type { Submitter } from "../../ai/submit.ts";
 import type { StorageAccess } from "../../content/storage.ts";
+import { discardAsset } from "../../content/assets.ts";
 import { readCurrent, writeBody } from "../../content/documents.ts";
 import { asService, type Db } from "../../db/client.ts";
 import { ApiError, fromPostgresError } from "../../http/errors.ts";
@@ -35,7 +36,7 @@ import {
   readOutline, readStructure, repairCall, structureCall, type TextCall,
 } from "./prompts.ts";
 import {
-  type CardRow, finishGeneration, type GenerationRow, loadCards, loadGeneration, setStage, statusOf, storeCard, storeImage,
+  cardHasAsset, type CardRow, finishGeneration, type GenerationRow, loadCards, loadGeneration, setStage, statusOf, storeCard, storeImage,
   storeOutline, storeStructure,
 } from "./store.ts";
 import { requestExport } from "../exports/request.ts";
@@ -144,7 +145,16 @@ export async function runGeneration(deps: GenerationDeps, id: string): Promise<R
 
   // ---- cards and images, in parallel
   const limit = limiter(deps.concurrency ?? 8);
-  const stillPending = async () => (await statusOf(deps.db, id)) === "pending";
+  // A deck deleted meanwhile ends the run (its finished cards charged, the rest released): no
+  // provider is asked for a card or picture nobody can see.
+  const stillPending = async () => {
+    const now = await statusOf(deps.db, id);
+    if (now?.status === "pending" && now.document_id === null) {
+      await finishGeneration(deps.db, id, "failed", { code: "deck_deleted", message: "the deck was deleted while it was generated; what was finished is charged, the rest released" });
+      return false;
+    }
+    return now?.status === "pending";
+  };
   const contentTask = async (c: CardRow) => {
     if (!(await stillPending())) return;
     const layout = c.layout!;
@@ -169,7 +179,7 @@ export async function runGeneration(deps: GenerationDeps, id: string): Promise<R
     if (!file || !g!.document_id) return void (await storeImage(deps.db, id, c.position, { error: "no image file was produced" }));
     let stored: { assetId: string } | { refused: string };
     try {
-      stored = await imageToAsset(deps, g!.document_id, file, `${c.card_id}.${file.mime_type.split("/")[1] ?? "png"}`);
+      stored = await imageToAsset(deps, g!.document_id, file, `${c.card_id}-${id.slice(0, 8)}.${file.mime_type.split("/")[1] ?? "png"}`);
     } catch (err) {
       // The deck is gone or its org is out of storage: a failed image, not a failed run.
       const known = err instanceof ApiError ? err : fromPostgresError(err);
@@ -177,7 +187,9 @@ export async function runGeneration(deps: GenerationDeps, id: string): Promise<R
       stored = { refused: known.message };
     }
     const alt = outlineOf(c.position).title.slice(0, 300);
-    await storeImage(deps.db, id, c.position, "assetId" in stored ? { assetId: stored.assetId, alt } : { error: `not stored: ${stored.refused}` });
+    const kept = await storeImage(deps.db, id, c.position, "assetId" in stored ? { assetId: stored.assetId, alt } : { error: `not stored: ${stored.refused}` });
+    // Canceled (or the deck deleted) while the picture was copied: it is not the deck's.
+    if (!kept && "assetId" in stored && !(await cardHasAsset(deps.db, id, stored.assetId))) await discardAsset(deps.db, stored.assetId);
   };
   const tasks = [
     ...cards.filter((c) => c.content === null).map((c) => limit(() => contentTask(c))),
@@ -194,9 +206,11 @@ export async function runGeneration(deps: GenerationDeps, id: string): Promise<R
     return { skipped: "canceled; finished cards written" };
   }
   if (g.status !== "pending") return { skipped: `now ${g.status}` };
+  if (!(await stillPending())) return { skipped: "the deck was deleted" };
   await writeDeck(deps, g, "Generated");
-  await finishGeneration(deps.db, id, "completed");
-  if (g.export_format && g.document_id) await requestTheExport(deps, g);
+  // A cancel may land between the write and the finish: only a completed generation is exported.
+  const ended = await finishGeneration(deps.db, id, "completed");
+  if (ended.status === "completed" && g.export_format && g.document_id) await requestTheExport(deps, g);
   return { status: "completed", cards: g.cards_done, images: g.images_done, images_failed: g.images_failed };
 }
 

@@ -65,9 +65,10 @@ export async function loadGeneration(db: Db, id: string): Promise<GenerationRow 
     (await sql<GenerationRow>`select ${GENERATION_COLUMNS} from deck.generations where id = ${id}::uuid`.execute(tx)).rows[0]);
 }
 
-export async function statusOf(db: Db, id: string): Promise<string | undefined> {
+/** The generation's status and its deck (null once the deck was deleted). */
+export async function statusOf(db: Db, id: string): Promise<{ status: string; document_id: string | null } | undefined> {
   return await asService(db, async (tx) =>
-    (await sql<{ status: string }>`select status from deck.generations where id = ${id}::uuid`.execute(tx)).rows[0]?.status);
+    (await sql<{ status: string; document_id: string | null }>`select status, document_id from deck.generations where id = ${id}::uuid`.execute(tx)).rows[0]);
 }
 
 export async function loadCards(db: Db, id: string): Promise<CardRow[]> {
@@ -105,9 +106,18 @@ export async function storeImage(db: Db, id: string, position: number, result: {
       .execute(tx)).rows[0].ok);
 }
 
-export async function finishGeneration(db: Db, id: string, status: "completed" | "failed", error?: { code: string; message: string }) {
-  await asService(db, (tx) =>
-    sql`select private.deck_finish_generation(${id}::uuid, ${status}, ${error ? JSON.stringify(error) : null}::jsonb)`.execute(tx));
+/** Whether one of the generation's cards holds this asset (an image recorded by an earlier run). */
+export async function cardHasAsset(db: Db, id: string, assetId: string): Promise<boolean> {
+  return await asService(db, async (tx) =>
+    (await sql<{ ok: boolean }>`select exists (select 1 from deck.generation_cards where generation_id = ${id}::uuid and asset_id = ${assetId}::uuid) as ok`
+      .execute(tx)).rows[0].ok);
+}
+
+/** Ends the generation (once; an already ended one is returned as it is). */
+export async function finishGeneration(db: Db, id: string, status: "completed" | "failed", error?: { code: string; message: string }): Promise<{ status: string }> {
+  return await asService(db, async (tx) =>
+    (await sql<{ status: string }>`
+      select (private.deck_finish_generation(${id}::uuid, ${status}, ${error ? JSON.stringify(error) : null}::jsonb)).status`.execute(tx)).rows[0]);
 }
 
 /** Counts a run that ended in an error; how many have. */
