@@ -199,6 +199,9 @@ revoke all on deck.templates from anon, authenticated;
 grant all on deck.templates to service_role;
 grant select on deck.templates to authenticated;
 -- Reviews are decided through deck.review_template; rows are written by the generation worker.
+-- Only for decks the reader can read (content.documents' own policy): a private deck's template
+-- row (its prompt) is its owner's and the org admins', like the deck.
 create policy "readers see their org's templates and their review" on deck.templates
   for select to authenticated
-  using (org_id in (select private.org_ids_with_permission('content.read')));
+  using (org_id in (select private.org_ids_with_permission('content.read'))
+         and exists (select 1 from content.documents d where d.id = document_id));

@@ -95,6 +95,7 @@ create table deck.generation_cards (
   card_id text not null check (card_id ~ '^[A-Za-z0-9_-]{1,64}$'),
   layout text check (layout in ('title', 'bullets', 'text', 'image', 'two_column', 'quote', 'stats', 'timeline', 'closing')),
   wants_image boolean not null default false,
+  example jsonb check (example is null or (jsonb_typeof(example) = 'object' and octet_length(example::text) <= 65536)),
   image_prompt text check (char_length(image_prompt) <= 4000),
   content jsonb check (content is null or jsonb_typeof(content) = 'object'),
   content_source text check (content_source in ('model', 'repaired', 'fallback', 'template')),
@@ -112,6 +113,7 @@ create index generation_cards_asset_idx on deck.generation_cards (asset_id);
 comment on table deck.generation_cards is 'A generation''s cards as its stages make them: the layout and image prompt (structure), the content (validated by the layout''s schema) and the image (a content asset of the deck). A resumed run skips what is here.';
 comment on column deck.generation_cards.card_id is 'The card''s stable id in the deck body.';
 comment on column deck.generation_cards.wants_image is 'Whether the card gets an image (decided at admission, so images_total and the reservation are known at once).';
+comment on column deck.generation_cards.example is 'From a template: that card''s layout and data, copied at admission (when the caller''s right to copy the template was checked), so the worker never reads the template itself.';
 comment on column deck.generation_cards.content is 'The card''s data, valid for its layout; null until the content stage writes it.';
 comment on column deck.generation_cards.content_source is 'model: the first answer was valid; repaired: the second (repair) answer was; fallback: built from the outline (not charged); template: adapted from a template card.';
 comment on column deck.generation_cards.image_status is 'none (no image), pending, done (asset_id set) or failed (not charged).';
@@ -310,8 +312,8 @@ begin
           v_cards, p_image_tier, v_price_card, v_price_image, v_cards * v_price_card + v_images * v_price_image, v_cards, v_images,
           p_export_format, coalesce(p_hold_outline, false))
   returning * into v_g;
-  insert into deck.generation_cards (generation_id, position, org_id, card_id, layout, wants_image, image_status)
-  select v_id, (c.ord - 1)::int, p_org_id, c.value ->> 'card_id', c.value ->> 'layout',
+  insert into deck.generation_cards (generation_id, position, org_id, card_id, layout, example, wants_image, image_status)
+  select v_id, (c.ord - 1)::int, p_org_id, c.value ->> 'card_id', c.value ->> 'layout', c.value -> 'example',
          p_image_tier is not null and (c.value ->> 'wants_image')::boolean,
          case when p_image_tier is not null and (c.value ->> 'wants_image')::boolean then 'pending' else 'none' end
   from jsonb_array_elements(p_cards) with ordinality c(value, ord);

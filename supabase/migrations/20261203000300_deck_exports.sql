@@ -109,7 +109,8 @@ set search_path = ''
 as $$
 declare
   v_claims jsonb := coalesce(nullif(current_setting('request.jwt.claims', true), ''), '{}')::jsonb;
-  v_service boolean := v_claims ->> 'role' = 'service_role';
+  -- Never null: claims without a role are a caller like any other, and every check applies.
+  v_service boolean := coalesce(v_claims ->> 'role' = 'service_role', false);
   v_user uuid;
   v_key uuid;
   v_doc record;
@@ -240,3 +241,23 @@ $$;
 revoke all on function private.deck_export_changed() from public;
 create trigger exports_changed after insert or update on deck.exports
   for each row execute function private.deck_export_changed();
+
+-- ---------------------------------------------------------------------------
+-- Files no export names any more (their deck, or its org, was deleted, and the rows went with
+-- it): found by the retention job and removed from Storage. A render writes its file before it
+-- records the path, so only files older than p_age are taken.
+-- ---------------------------------------------------------------------------
+
+create or replace function private.deck_orphan_export_files(p_age interval, p_limit int default 500)
+returns setof text
+language sql stable security definer
+set search_path = ''
+as $$
+  select o.name from storage.objects o
+  where o.bucket_id = 'deck-exports' and o.created_at < now() - p_age
+    and not exists (select 1 from deck.exports e where e.storage_path = o.name)
+  order by o.created_at
+  limit p_limit
+$$;
+revoke all on function private.deck_orphan_export_files(interval, int) from public;
+grant execute on function private.deck_orphan_export_files(interval, int) to service_role;

@@ -34,6 +34,24 @@ beforeAll(async () => {
   ({ viewId, viewerKey } = started.body);
 });
 
+describe("views", () => {
+  it("keep only the origin of the referrer the client sends, never the request's Referer (the viewer page holds the link's token)", async () => {
+    const page = `https://app.example/view?link=${token}`;
+    const withReferrer = await call(`/api/deck/views`, {
+      method: "POST", json: { token, referrer: `https://news.example/story?id=7&t=${token}` }, headers: { "user-agent": BROWSER, referer: page },
+    });
+    expect(withReferrer.status, withReferrer.raw).toBe(201);
+    const without = await call(`/api/deck/views`, { method: "POST", json: { token }, headers: { "user-agent": BROWSER, referer: page } });
+    expect(without.status, without.raw).toBe(201);
+    const { rows } = await admin.query(`select id, referrer from deck.views where id = any($1::uuid[]) order by started_at`,
+      [[withReferrer.body.viewId, without.body.viewId]]);
+    expect(Object.fromEntries(rows.map((r) => [r.id, r.referrer]))).toEqual({
+      [withReferrer.body.viewId]: "https://news.example", [without.body.viewId]: null,
+    });
+    expect((await admin.query(`select count(*)::int as n from deck.views where referrer like '%' || $1 || '%'`, [token])).rows[0].n).toBe(0);
+  });
+});
+
 describe("beacons", () => {
   const good = () => beacons(deck.id, deck.revision, [["a", 1000]]);
 

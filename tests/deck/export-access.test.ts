@@ -268,6 +268,24 @@ describe("rendering and keeping files", () => {
     expect(await objectRow(BUCKET, renewed.storage_path!)).toBeDefined();
   });
 
+  it("the retention job removes the files of a deleted deck (its export rows went with it); a live deck's file stays", async () => {
+    const gone = await createDeck(team.member, team.orgId, deckBody(simpleCards(2)));
+    const goneFile = (await settled((await askExport(team.member, gone.id, { format: "html" })).body.export.id)).storage_path!;
+    const live = await createDeck(team.member, team.orgId, deckBody(simpleCards(2)));
+    const liveFile = (await settled((await askExport(team.member, live.id, { format: "html" })).body.export.id)).storage_path!;
+    await admin.query("delete from content.documents where id = $1", [gone.id]);
+    expect((await admin.query("select count(*)::int as n from deck.exports where document_id = $1", [gone.id])).rows[0].n).toBe(0);
+    expect(await objectRow(BUCKET, goneFile)).toBeDefined();
+
+    // Only files older than an hour are orphans (a render writes its file before its row names it):
+    // this one is dated back rather than the age shortened, so no other test's render in flight is touched.
+    await admin.query("update storage.objects set created_at = now() - interval '2 hours' where bucket_id = $1 and name = $2", [BUCKET, goneFile]);
+    const result = await purgeExpiredExports(workerDeps());
+    expect(result.orphans_removed).toBeGreaterThanOrEqual(1);
+    expect(await objectRow(BUCKET, goneFile)).toBeUndefined();
+    expect(await objectRow(BUCKET, liveFile)).toBeDefined();
+  });
+
   it("server code asks as the service role on a member's behalf (the interface generations call)", async () => {
     const deck = await createDeck(team.member, team.orgId, deckBody(simpleCards(3)));
     const { db } = workerDeps();

@@ -12,7 +12,7 @@ import { fakeCalls, scriptFake } from "../helpers/fake-ai.ts";
 import { giveCredits, stack } from "../helpers/ai.ts";
 import { createApiKey } from "../helpers/openai.ts";
 import { call, expectError } from "../helpers/http.ts";
-import { createDoc } from "../helpers/content.ts";
+import { contentRpc, createDoc } from "../helpers/content.ts";
 import { broadcasts, rtClient, subscribe } from "../helpers/realtime.ts";
 import { tokenFor } from "../helpers/supabase.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -198,6 +198,21 @@ describe("from a template", () => {
     expectError(denied, 404, "not_found");
     expect(await countRows(`select count(*)::int as n from deck.generations where org_id = $1`, [other.orgId])).toBe(before);
     expect(await account(other.orgId)).toMatchObject({ balance: 500, reserved: 0 });
+
+    // Shared to the other org's member to view only, without downloads: readable, not copyable,
+    // so it cannot be adapted (as it cannot be forked); with downloads allowed, it can.
+    await contentRpc(team.owner, "share_with_user", { p_document_id: tpl.id, p_level: "view", p_user_id: other.member.id, p_allow_download: false });
+    const viewOnly = await call("/api/deck/generations/from-template", { token: other.token, json: { templateId: tpl.id, prompt: "Copy it", orgId: other.orgId } });
+    expectError(viewOnly, 403, "copy_not_allowed");
+    expect(await countRows(`select count(*)::int as n from deck.generations where org_id = $1`, [other.orgId])).toBe(before);
+    expect(await fakeCalls(stack.fakeAiUrl, other.textKey)).toHaveLength(0);
+    await contentRpc(team.owner, "share_with_user", { p_document_id: tpl.id, p_level: "view", p_user_id: other.member.id, p_allow_download: true });
+    const allowed = await call("/api/deck/generations/from-template", { token: other.token, json: { templateId: tpl.id, prompt: "Adapt it", orgId: other.orgId } });
+    expect(allowed.status, allowed.raw).toBe(202);
+    // The worker adapts the cards copied at admission, never the template itself.
+    const { rows: examples } = await admin.query(`select example ->> 'layout' as layout from deck.generation_cards where generation_id = $1 order by position`, [allowed.body.generationId]);
+    expect(examples.map((e) => e.layout)).toEqual(["title", "stats", "image"]);
+    expect(await waitForGeneration(other.token, allowed.body.generationId)).toMatchObject({ status: "completed" });
   });
 });
 
@@ -226,6 +241,16 @@ describe("saveAsTemplate", () => {
     });
     expect(same.status, same.raw).toBe(200);
     expect(same.body.generationId).toBe(id);
+    // Someone else in the org sending that batchKey learns nothing of it: 409, no generation id;
+    // a viewer (no right to generate) is refused before any key is looked at.
+    const owner = await call("/api/deck/generations", { token: await tokenFor(team.owner), json: {
+      inputText: "whatever", numCards: 2, orgId: team.orgId, imageOptions: { source: "noImages" }, saveAsTemplate: { category: "marketing", batchKey: "marketing:0" } } });
+    expectError(owner, 409, "conflict");
+    expect(owner.raw).not.toContain(id);
+    const viewer = await call("/api/deck/generations", { token: await tokenFor(team.viewer), json: {
+      inputText: "whatever", numCards: 2, orgId: team.orgId, imageOptions: { source: "noImages" }, saveAsTemplate: { category: "marketing", batchKey: "marketing:0" } } });
+    expectError(viewer, 403, "forbidden");
+    expect(viewer.raw).not.toContain(id);
     const unknown = await generate({ token: team.token }, { inputText: "x", numCards: 2, orgId: team.orgId, saveAsTemplate: { category: "nonexistent" } });
     expectError(unknown, 400, "invalid_request");
     expect(await countRows(`select count(*)::int as n from deck.generations where org_id = $1`, [team.orgId])).toBe(1);

@@ -100,6 +100,17 @@ describe("deck.review_template", () => {
     await review(team.member, id, "reject"); // its owner may
   });
 
+  it("a private deck's template row (its prompt) is read only by those who read the deck", async () => {
+    const id = await inReview({ live: false });
+    await admin.query("update content.documents set visibility = 'private' where id = $1", [id]);
+    const another = await createUser();
+    await addMember(team.orgId, another, "member");
+    expect(await select(another, "select prompt from deck.templates where document_id = $1", [id])).toEqual([]);
+    expect(await select(team.viewer, "select prompt from deck.templates where document_id = $1", [id])).toEqual([]);
+    expect(await select(team.member, "select prompt from deck.templates where document_id = $1", [id])).toEqual([{ prompt: "A pitch" }]);
+    expect(await select(team.admin, "select prompt from deck.templates where document_id = $1", [id])).toEqual([{ prompt: "A pitch" }]);
+  });
+
   it("a live deck with edits not merged yet cannot be versioned in SQL: PT409 pointing at the api", async () => {
     const id = await inReview();
     const cur = (await admin.query("select revision from content.documents where id = $1", [id])).rows[0].revision;

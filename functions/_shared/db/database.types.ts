@@ -2757,6 +2757,7 @@ export type Database = {
           "card_id": string;
           "content": Json | null;
           "content_source": string | null;
+          "example": Json | null;
           "generation_id": string;
           "image_alt": string | null;
           "image_error": string | null;
@@ -2775,6 +2776,7 @@ export type Database = {
           "card_id": string;
           "content"?: Json | null;
           "content_source"?: string | null;
+          "example"?: Json | null;
           "generation_id": string;
           "image_alt"?: string | null;
           "image_error"?: string | null;
@@ -2792,6 +2794,7 @@ export type Database = {
           "card_id"?: string;
           "content"?: Json | null;
           "content_source"?: string | null;
+          "example"?: Json | null;
           "generation_id"?: string;
           "image_alt"?: string | null;
           "image_error"?: string | null;

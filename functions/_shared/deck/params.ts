@@ -31,7 +31,9 @@ export const ImageOptions = z.strictObject({
 });
 
 export const GenerationRequest = z.strictObject({
-  inputText: z.string().trim().min(1).max(400_000),
+  // Gamma's cap is about 400k characters; bytes are what the stored request is bounded by.
+  inputText: z.string().trim().min(1).max(400_000)
+    .refine((s) => new TextEncoder().encode(s).length <= 400_000, "inputText is at most 400,000 bytes (UTF-8)"),
   textMode: z.enum(TEXT_MODES).default("generate"),
   numCards: z.number().int().min(1).max(MAX_GENERATED_CARDS).default(10),
   themeId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),

@@ -81,13 +81,14 @@ export async function renderExport(deps: ExportJobDeps, exportId: string): Promi
       await fail(deps, exportId, row.renders, err.code, err.message, false);
       return { status: "failed", error_code: err.code };
     }
-    await fail(deps, exportId, row.renders, "render_failed", `rendering failed: ${(err as Error).message}`, true);
+    // The cause goes to the worker's log (the job's error); the row, which clients read, says what happened.
+    await fail(deps, exportId, row.renders, "render_failed", "rendering the file failed; it is tried again", true);
     throw err;
   }
   try {
     await putObject(deps.storage, EXPORT_BUCKET, path, bytes, CONTENT_TYPES[row.format]);
   } catch (err) {
-    await fail(deps, exportId, row.renders, "storage_failed", `storing the file failed: ${(err as Error).message}`, true);
+    await fail(deps, exportId, row.renders, "storage_failed", "storing the file failed; it is tried again", true);
     throw err;
   }
   const sha256 = await sha256Hex(bytes);

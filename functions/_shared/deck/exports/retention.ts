@@ -1,7 +1,8 @@
 // deck.exports_retention (hourly): stored files past their expiry are marked expired, then the
 // files of expired and failed rows are removed from Storage and their paths cleared. Two
 // passes, so no row lock is held across Storage calls and a crash between them loses nothing:
-// the next run finds the paths still set. Asking for an expired export renders it anew.
+// the next run finds the paths still set. Asking for an expired export renders it anew. Last,
+// files no export names any more (their deck or org was deleted, the rows with it) are removed.
 import { sql } from "kysely";
 import { removeObjects } from "../../content/storage.ts";
 import { asService } from "../../db/client.ts";
@@ -9,6 +10,9 @@ import type { ExportJobDeps } from "./job.ts";
 import { EXPORT_BUCKET } from "./request.ts";
 
 const BATCH = 500;
+
+/** A render writes its file before its row names it: a file is an orphan only past this age. */
+const ORPHAN_AGE = "1 hour";
 
 export async function purgeExpiredExports(deps: ExportJobDeps): Promise<Record<string, unknown>> {
   const expired = await asService(deps.db, async (tx) => {
@@ -39,5 +43,9 @@ export async function purgeExpiredExports(deps: ExportJobDeps): Promise<Record<s
     removed += rows.length;
     if (rows.length < BATCH) break;
   }
-  return { expired, removed };
+  const orphans = await asService(deps.db, async (tx) =>
+    (await sql<{ name: string }>`select name from private.deck_orphan_export_files(${ORPHAN_AGE}::interval, ${BATCH}) name`
+      .execute(tx)).rows.map((r) => r.name));
+  for (let i = 0; i < orphans.length; i += 100) await removeObjects(deps.storage, EXPORT_BUCKET, orphans.slice(i, i + 100));
+  return { expired, removed, orphans_removed: orphans.length };
 }

@@ -63,11 +63,21 @@ async function start(tx: Tx, jobs: JobSender, who: Submitter, s: Start): Promise
     const { rows: [cat] } = await sql<{ n: number }>`select count(*)::int as n from deck.template_categories where key = ${t.category}`.execute(tx);
     if (!cat.n) throw new ApiError(400, "invalid_request", `no template category "${t.category}"`, [{ path: "saveAsTemplate.category", message: "unknown category" }]);
     if (t.batchKey) {
+      // The rights first (the start function checks them again): what a key names is never told
+      // to someone who may not generate here.
+      const { rows: [may] } = await sql<{ ok: boolean }>`
+        select coalesce(auth.role(), 'service_role') = 'service_role'
+            or (private.has_permission(${who.orgId}::uuid, 'ai.use') and private.has_permission(${who.orgId}::uuid, 'content.write')) as ok`.execute(tx);
+      if (!may.ok) throw new ApiError(403, "forbidden", "you need ai.use and content.write in this org to generate decks");
       // A resumed batch finds what it already made.
       await sql`select pg_advisory_xact_lock(hashtextextended(${`deck.template:${who.orgId}:${t.batchKey}`}, 0))`.execute(tx);
-      const { rows } = await sql<{ generation_id: string | null }>`
-        select generation_id from deck.templates where org_id = ${who.orgId}::uuid and batch_key = ${t.batchKey}`.execute(tx);
-      if (rows[0]?.generation_id) return { generationId: rows[0].generation_id, created: false };
+      const { rows } = await sql<{ generation_id: string | null; mine: boolean }>`
+        select t.generation_id,
+               coalesce(g.user_id is not distinct from ${who.userId}::uuid and g.api_key_id is not distinct from ${who.apiKeyId}::uuid, false) as mine
+        from deck.templates t left join deck.generations g on g.id = t.generation_id
+        where t.org_id = ${who.orgId}::uuid and t.batch_key = ${t.batchKey}`.execute(tx);
+      // Only the batch's own runner (the same member or key) is answered with what it made.
+      if (rows[0]?.generation_id && rows[0].mine) return { generationId: rows[0].generation_id, created: false };
       if (rows[0]) throw new ApiError(409, "conflict", `batchKey "${t.batchKey}" already names a template in this org`);
     }
     const hash = await promptHash(req.inputText);
@@ -104,13 +114,18 @@ export async function admitGeneration(tx: Tx, jobs: JobSender, who: Submitter, r
 }
 
 /**
- * Gamma's from-template: a deck the caller can read (RLS decides; anything else is 404) adapted to
- * a new prompt, keeping its card count and layouts; its theme and dimensions unless named.
+ * Gamma's from-template: a deck the caller can read (RLS decides; anything else is 404) and may
+ * copy (403 otherwise) adapted to a new prompt, keeping its card count and layouts; its theme and
+ * dimensions unless named. Its cards are copied onto the generation now.
  */
 export async function admitFromTemplate(tx: Tx, jobs: JobSender, who: Submitter, body: FromTemplateRequest, idempotencyKey?: string): Promise<Admitted> {
   const { rows: [doc] } = await sql<{ org_id: string; kind: string; body: unknown; title: string }>`
     select org_id, kind, body, title from content.documents where id = ${body.templateId}::uuid`.execute(tx);
   if (!doc || doc.kind !== "deck") throw new ApiError(404, "not_found", "template not found");
+  // Adapting a deck copies it (its layouts and its words reach the new deck and the prompts): the
+  // content engine's copy right decides, as for a fork, not reading alone.
+  const { rows: [access] } = await sql<{ access: { can_copy?: boolean } }>`select content.my_access(${body.templateId}::uuid) as access`.execute(tx);
+  if (!access?.access?.can_copy) throw new ApiError(403, "copy_not_allowed", "you may read this deck but not copy it, so it cannot be adapted");
   const parsed = DeckBody.safeParse(doc.body);
   if (!parsed.success || parsed.data.cards.length === 0) throw new ApiError(400, "invalid_request", "the template has no valid cards to adapt");
   const cards = parsed.data.cards.slice(0, 60);

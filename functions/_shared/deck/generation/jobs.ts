@@ -16,13 +16,16 @@ export function generationHandlers(deps: GenerationDeps) {
       try {
         return await runGeneration(deps, generation_id);
       } catch (err) {
+        console.warn(`deck generation ${generation_id}: run failed: ${(err as Error).message}`);
         if ((await noteFailedRun(deps.db, generation_id)) < MAX_FAILED_RUNS) throw err;
         const g = await loadGeneration(deps.db, generation_id);
         if (g?.status === "pending") {
           await writeDeck(deps, g, "Generation failed").catch(() => {});
           await finishGeneration(deps.db, generation_id, "failed", {
             code: "internal_error",
-            message: `the generation failed ${MAX_FAILED_RUNS} times (${(err as Error).message.slice(0, 200)}); finished cards are kept, unspent credits released`,
+            // The cause stays in the worker's log: clients read this (GET, Realtime), and a database or
+            // Storage error's text is not theirs to see.
+            message: `the generation failed ${MAX_FAILED_RUNS} times; finished cards are kept, unspent credits released`,
           });
         }
         return { status: "failed", error: (err as Error).message };

@@ -10,6 +10,8 @@ export interface PlannedCard {
   /** Known at admission only when adapting a template (its layouts are kept). */
   layout: Layout | null;
   wants_image: boolean;
+  /** From a template: that card (layout and data), the example its content is adapted from. */
+  example?: { layout: Layout; data: unknown };
 }
 
 /** The gateway tier each deck image tier runs at (deck.prices image:<tier> is what the org pays). */
@@ -41,7 +43,10 @@ export function planFromPrompt(numCards: number, images: boolean): PlannedCard[]
  * an image layout.
  */
 export function planFromTemplate(cards: Card[], images: boolean): PlannedCard[] {
-  return cards.map((c, i) => ({ card_id: newCardId(i), layout: c.layout, wants_image: images && (c.image !== null || c.layout === "image") }));
+  return cards.map((c, i) => ({
+    card_id: newCardId(i), layout: c.layout, wants_image: images && (c.image !== null || c.layout === "image"),
+    example: { layout: c.layout, data: c.data },
+  }));
 }
 
 /** Lower case, trimmed, inner whitespace collapsed: the form a template prompt is hashed in. */

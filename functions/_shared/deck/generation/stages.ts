@@ -25,7 +25,7 @@ import { readCurrent, writeBody } from "../../content/documents.ts";
 import { asService, type Db } from "../../db/client.ts";
 import { ApiError, fromPostgresError } from "../../http/errors.ts";
 import type { JobSender } from "../../jobs/queue.ts";
-import { DeckBody, type Card } from "../kind.ts";
+import type { Card } from "../kind.ts";
 import { cardTitle, type Layout } from "../layouts.ts";
 import { GenerationRequest } from "../params.ts";
 import { aiCall, type CallResult } from "./calls.ts";
@@ -84,11 +84,14 @@ async function askText<T>(ask: Ask, key: string, req: TextCall, reader: (text: s
   return r2.ok ? { value: r2.value, repaired: true } : { invalid: r2.problem };
 }
 
+/** A template's cards as copied at admission (the worker never reads the template itself). */
 async function templateCards(db: Db, g: GenerationRow): Promise<Card[] | undefined> {
   if (!g.template_id) return undefined;
-  const { rows } = await asService(db, (tx) => sql<{ body: unknown }>`select body from content.documents where id = ${g.template_id}::uuid`.execute(tx));
-  const parsed = DeckBody.safeParse(rows[0]?.body);
-  return parsed.success ? parsed.data.cards : undefined;
+  const { rows } = await asService(db, (tx) =>
+    sql<{ example: { layout: Layout; data: unknown } | null }>`
+      select example from deck.generation_cards where generation_id = ${g.id}::uuid order by position`.execute(tx));
+  if (rows.some((r) => !r.example)) return undefined;
+  return rows.map((r, i) => ({ id: `t${i}`, layout: r.example!.layout, data: r.example!.data, image: null, notes: "" }) as Card);
 }
 
 export async function runGeneration(deps: GenerationDeps, id: string): Promise<Record<string, unknown>> {

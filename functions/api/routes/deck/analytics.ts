@@ -36,7 +36,7 @@ const StartView = z.strictObject({
   token: z.string().min(1).max(200).optional().openapi({ description: "Anyone: a share link's token" }),
   password: z.string().min(1).max(72).optional(),
   viewerKey: ViewerKey.optional(),
-  referrer: z.string().max(2000).optional().openapi({ description: "document.referrer, if the client wants it kept (first 512 characters)" }),
+  referrer: z.string().max(2000).optional().openapi({ description: "document.referrer, if the client wants it kept: only its origin is stored" }),
 }).refine((b) => (b.deckId === undefined) !== (b.token === undefined), { message: "send deckId (signed in) or token (a share link), not both" })
   .refine((b) => b.token !== undefined || (b.password === undefined && b.viewerKey === undefined), { message: "password and viewerKey go with a token" })
   .openapi("DeckViewStart");
@@ -117,6 +117,21 @@ async function optionalPrincipal(c: Context<ApiEnv>): Promise<Principal | null> 
   });
 }
 
+/**
+ * Only the origin of where the viewer came from is kept: a full URL can carry a share link's token
+ * (or other secrets in its query), and every reader of the org's analytics reads this column. The
+ * request's own Referer is never used (it is the viewer page, which holds the link).
+ */
+function originOf(referrer: string | undefined): string | null {
+  if (!referrer) return null;
+  try {
+    const url = new URL(referrer);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.origin : null;
+  } catch {
+    return null;
+  }
+}
+
 function refuseLink(status: string): never {
   const [http, code, message] = LINK_REFUSALS_DECK[status] ?? LINK_REFUSALS.not_found;
   throw new ApiError(http, code, message, http === 429 ? { retry_after: 900 } : undefined);
@@ -125,7 +140,7 @@ function refuseLink(status: string): never {
 export function registerDeckAnalytics(app: OpenAPIHono<ApiEnv>) {
   app.openapi(startViewRoute, async (c) => {
     const input = c.req.valid("json");
-    const ctx = { userAgent: c.req.header("user-agent"), referrer: input.referrer ?? c.req.header("referer") };
+    const ctx = { userAgent: c.req.header("user-agent"), referrer: originOf(input.referrer) };
     const { db } = c.get("deps");
     if (input.token !== undefined) {
       const started = await startLinkView(db, { token: input.token, password: input.password }, input.viewerKey, ctx);
