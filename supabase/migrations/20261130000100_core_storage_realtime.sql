@@ -7,13 +7,13 @@
 
 create table private.org_buckets (
   bucket_id text primary key references storage.buckets (id) on delete cascade,
-  read_permission text references public.permissions (key),
+  read_permission text not null references public.permissions (key),
   write_permission text references public.permissions (key),
   module text not null,
   created_at timestamptz not null default now()
 );
 comment on table private.org_buckets is 'Storage buckets whose objects live in per-org folders (`<org_id>/...`). Members holding read_permission in that org read the folder; write_permission uploads, replaces and deletes. Modules register their buckets here in their migrations.';
-comment on column private.org_buckets.read_permission is 'Permission (public.permissions) needed to read, list and sign URLs for objects in the org''s folder; null when the module''s own storage.objects policies decide reads (per-document access).';
+comment on column private.org_buckets.read_permission is 'Permission (public.permissions) needed to read, list and sign URLs for objects in the org''s folder.';
 comment on column private.org_buckets.write_permission is 'Permission needed to upload, overwrite, move into and delete objects in the org''s folder; null when only the service role writes (generated outputs).';
 comment on column private.org_buckets.module is 'The Plinth module that owns the bucket (core, ai, content, video, ...).';
 

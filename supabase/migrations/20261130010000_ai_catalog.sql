@@ -28,7 +28,7 @@ comment on column ai.providers.enabled is 'Off: no deployment of this provider i
 
 create table ai.models (
   id text primary key check (id ~ '^[a-z0-9][a-z0-9._:/-]{0,99}$'),
-  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation', 'vision')),
+  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation')),
   capabilities text[] not null default '{}',
   context_window int check (context_window > 0),
   max_output int check (max_output > 0),
@@ -84,7 +84,7 @@ comment on column ai.prices.credits is 'What we charge the org for per_units uni
 comment on column ai.prices.effective_from is 'The row is in force from this time until a later row for the same deployment, unit and variant.';
 
 create table ai.tiers (
-  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation', 'vision')),
+  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation')),
   tier text not null check (tier in ('economy', 'balanced', 'premium')),
   position int not null check (position >= 0),
   deployment_id text not null references ai.deployments (id) on delete cascade,
@@ -95,7 +95,7 @@ comment on table ai.tiers is 'The default route of each quality tier per modalit
 
 create table ai.org_routes (
   org_id uuid not null references public.orgs (id) on delete cascade,
-  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation', 'vision')),
+  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation')),
   tier text not null check (tier in ('economy', 'balanced', 'premium')),
   position int not null check (position >= 0),
   deployment_id text not null references ai.deployments (id) on delete cascade,
@@ -117,7 +117,7 @@ create table ai.org_policies (
 comment on table ai.org_policies is 'How an org may use AI, within its plan: tiers and models allowed, input moderation, and monthly credit caps. No row = the defaults (every tier the plan allows, no extra caps).';
 comment on column ai.org_policies.allowed_models is 'Models the org may ask for by name; null = any model. Tiers route regardless.';
 comment on column ai.org_policies.moderate_input is 'Run every job''s text input through the moderation tier first; flagged input is refused without charge.';
-comment on column ai.org_policies.monthly_credit_cap is 'Most credits AI may spend in a calendar month (UTC) for the whole org, computed from settled and held jobs; null = the plan''s ai_monthly_credit_cap. It can only lower the plan''s cap, never raise it.';
+comment on column ai.org_policies.monthly_credit_cap is 'Most credits AI may spend in a calendar month (UTC) for the whole org, computed from settled and held jobs; null = the plan''s ai_monthly_credit_cap.';
 comment on column ai.org_policies.member_monthly_credit_cap is 'Most credits one member (or API key) may spend in a calendar month; null = no per-member cap.';
 
 create table ai.deployment_health (
@@ -136,7 +136,6 @@ create table ai.deployment_health (
 comment on table ai.deployment_health is 'Shared by every worker and edge function: each deployment''s cooldown and its failure rate over the current one-minute window. cooldown_until only ever moves later (greatest()).';
 comment on column ai.deployment_health.cooldown_until is 'Not routed to before this time (unless every deployment is cooling, which answers 429 with Retry-After).';
 comment on column ai.deployment_health.window_requests is 'Calls in the window that started at window_started_at; the failure-rate rule needs at least 5.';
-comment on column ai.deployment_health.window_failures is 'Calls in the window that failed through the deployment''s fault (not content policy, context window or bad requests, which are the request''s).';
 
 create trigger providers_updated_at before update on ai.providers for each row execute function private.set_updated_at();
 create trigger models_updated_at before update on ai.models for each row execute function private.set_updated_at();
@@ -190,8 +189,7 @@ insert into ai.models (id, modality, capabilities, context_window, max_output, d
   ('local-video', 'video', '{image_to_video,talking_photo}', null, null, 'Deterministic local MP4 (keyless development)'),
   ('local-audio', 'audio', '{text_to_speech}', null, null, 'Deterministic local WAV (keyless development)'),
   ('local-embedding', 'embedding', '{}', 32000, null, 'Deterministic local vectors (keyless development)'),
-  ('local-moderation', 'moderation', '{}', null, null, 'Local moderation: flags inputs containing FLAGME'),
-  ('local-vision', 'vision', '{faces}', null, null, 'Local face check (keyless development): one face in the middle of the picture, none when the file contains NOFACE, a refusal when it contains FLAGME');
+  ('local-moderation', 'moderation', '{}', null, null, 'Local moderation: flags inputs containing FLAGME');
 
 insert into ai.deployments (id, model_id, provider_id, provider_model, priority, policy_alternative) values
   ('openai/gpt-4o-mini', 'gpt-4o-mini', 'openai', 'gpt-4o-mini', 10, false),
@@ -210,8 +208,7 @@ insert into ai.deployments (id, model_id, provider_id, provider_model, priority,
   ('local/video', 'local-video', 'local', 'local-video', 10, true),
   ('local/audio', 'local-audio', 'local', 'local-audio', 10, false),
   ('local/embedding', 'local-embedding', 'local', 'local-embedding', 10, false),
-  ('local/moderation', 'local-moderation', 'local', 'local-moderation', 10, false),
-  ('local/vision', 'local-vision', 'local', 'local-vision', 10, false);
+  ('local/moderation', 'local-moderation', 'local', 'local-moderation', 10, false);
 
 insert into ai.prices (deployment_id, unit, variant, per_units, provider_cost_micros, credits, effective_from) values
   ('openai/gpt-4o-mini', 'input_token', '', 1000000, 150000, 30, '2026-01-01'),
@@ -238,8 +235,7 @@ insert into ai.prices (deployment_id, unit, variant, per_units, provider_cost_mi
   ('local/video', 'video_second', '', 1, 0, 5, '2026-01-01'),
   ('local/audio', 'character', '', 1000, 0, 1, '2026-01-01'),
   ('local/embedding', 'input_token', '', 1000000, 0, 10, '2026-01-01'),
-  ('local/moderation', 'call', '', 1, 0, 0, '2026-01-01'),
-  ('local/vision', 'call', '', 1, 0, 0, '2026-01-01');
+  ('local/moderation', 'call', '', 1, 0, 0, '2026-01-01');
 
 insert into ai.tiers (modality, tier, position, deployment_id) values
   ('text', 'economy', 0, 'openai/gpt-4o-mini'),
@@ -259,9 +255,7 @@ insert into ai.tiers (modality, tier, position, deployment_id) values
   ('audio', 'balanced', 0, 'openai/tts-1'),
   ('embedding', 'economy', 0, 'openai/text-embedding-3-small'),
   ('embedding', 'balanced', 0, 'openai/text-embedding-3-small'),
-  ('moderation', 'economy', 0, 'openai/omni-moderation-latest'),
-  -- The face check: only the local provider implements it; a hosted project adds a real vision deployment.
-  ('vision', 'economy', 0, 'local/vision');
+  ('moderation', 'economy', 0, 'openai/omni-moderation-latest');
 
 -- ---------------------------------------------------------------------------
 -- RLS and grants. The catalog is public to signed-in users (model pickers, price lists);
@@ -292,11 +286,8 @@ create policy "signed-in users read prices" on ai.prices
 create policy "signed-in users read the default tiers" on ai.tiers
   for select to authenticated using (true);
 
--- Members read their org's routes and policy, and so does an org API key with ai.use (the
--- gateway reads the policy as the caller: a key must be held to it like a member).
 create policy "members read their org's routes" on ai.org_routes
-  for select to authenticated
-  using (org_id in (select private.accessible_org_ids()) or org_id in (select private.org_ids_with_permission('ai.use')));
+  for select to authenticated using (org_id in (select private.accessible_org_ids()));
 create policy "org managers add routes" on ai.org_routes
   for insert to authenticated with check (org_id in (select private.org_ids_with_permission('org.manage')));
 create policy "org managers change routes" on ai.org_routes
@@ -307,8 +298,7 @@ create policy "org managers remove routes" on ai.org_routes
   for delete to authenticated using (org_id in (select private.org_ids_with_permission('org.manage')));
 
 create policy "members read their org's AI policy" on ai.org_policies
-  for select to authenticated
-  using (org_id in (select private.accessible_org_ids()) or org_id in (select private.org_ids_with_permission('ai.use')));
+  for select to authenticated using (org_id in (select private.accessible_org_ids()));
 create policy "org managers set the AI policy" on ai.org_policies
   for insert to authenticated with check (org_id in (select private.org_ids_with_permission('org.manage')));
 create policy "org managers change the AI policy" on ai.org_policies
@@ -327,10 +317,8 @@ create policy "org managers remove the AI policy" on ai.org_policies
  * - 429, 401, 404, 408/timeouts and 5xx cool at once, for Retry-After (capped at 5 min) or 10 s;
  *   but a 429 never cools the only deployment a request could use (p_sole): it would fail
  *   every request instead of letting it wait.
- * - The deployment's own failures above half of at least 5 calls in the one-minute window
- *   cool for 30 s (this is what catches repeated 429s on the only deployment).
- * - Content policy, context window and bad requests never cool, and do not count as the
- *   deployment's failures: they are the request's fault (and any caller could send them).
+ * - Any failures above half of at least 5 calls in the one-minute window cool for 30 s.
+ * - Content policy, context window and bad requests never cool: they are the request's fault.
  * cooldown_until only moves later (greatest()), so a shorter cooldown never cuts a longer one.
  */
 create or replace function private.ai_record_health(
@@ -355,7 +343,7 @@ begin
     v_h.window_failures := 0;
   end if;
   v_h.window_requests := v_h.window_requests + 1;
-  if not p_ok and p_error_class not in ('content_policy', 'context_window', 'bad_request') then
+  if not p_ok then
     v_h.window_failures := v_h.window_failures + 1;
     if p_error_class in ('rate_limit', 'auth', 'not_found', 'timeout', 'server', 'overloaded')
        and not (p_error_class = 'rate_limit' and p_sole) then
@@ -384,45 +372,3 @@ end
 $$;
 revoke all on function private.ai_record_health(text, boolean, int, text, bigint, boolean) from public;
 grant execute on function private.ai_record_health(text, boolean, int, text, bigint, boolean) to service_role;
-
--- ---------------------------------------------------------------------------
--- Column comments (Studio shows them to admins editing the catalog)
--- ---------------------------------------------------------------------------
-comment on column ai.providers.id is 'Short name used by deployments and in the env override PLINTH_AI_<ID>_BASE_URL (e.g. openai, anthropic, groq).';
-comment on column ai.providers.created_at is 'When the provider was added.';
-comment on column ai.providers.updated_at is 'Last change (set by trigger).';
-comment on column ai.models.modality is 'What the model produces: text, image, video, audio, embedding, moderation, or vision (facts about an image: face boxes); jobs of that modality may use it.';
-comment on column ai.models.description is 'Shown to admins and in model pickers.';
-comment on column ai.models.enabled is 'Off: not routed to, not listed, not accepted by name.';
-comment on column ai.models.created_at is 'When the model was added.';
-comment on column ai.models.updated_at is 'Last change (set by trigger).';
-comment on column ai.deployments.id is 'Conventionally <provider>/<model>; what attempts and health rows name.';
-comment on column ai.deployments.model_id is 'The model this deployment serves.';
-comment on column ai.deployments.provider_id is 'The provider that runs it (its adapter, base URL and key).';
-comment on column ai.deployments.enabled is 'Off: never routed to, even if a tier lists it.';
-comment on column ai.deployments.created_at is 'When the deployment was added.';
-comment on column ai.deployments.updated_at is 'Last change (set by trigger).';
-comment on column ai.prices.id is 'Row id; prices are changed by adding rows, not by editing them.';
-comment on column ai.prices.deployment_id is 'The deployment the price applies to.';
-comment on column ai.prices.currency is 'Currency of provider_cost_micros (credits have none).';
-comment on column ai.prices.created_at is 'When the row was added (effective_from says when it applies).';
-comment on column ai.tiers.modality is 'The modality the route serves.';
-comment on column ai.tiers.tier is 'economy, balanced or premium.';
-comment on column ai.tiers.position is 'Order in the route, lowest first: the first healthy deployment answers, the rest are fallbacks.';
-comment on column ai.tiers.deployment_id is 'The deployment at this position.';
-comment on column ai.org_routes.org_id is 'The org whose route this is.';
-comment on column ai.org_routes.modality is 'The modality the route serves.';
-comment on column ai.org_routes.tier is 'economy, balanced or premium.';
-comment on column ai.org_routes.position is 'Order in the route, lowest first.';
-comment on column ai.org_routes.deployment_id is 'The deployment at this position.';
-comment on column ai.org_policies.org_id is 'The org the policy is for (one row per org at most).';
-comment on column ai.org_policies.allowed_tiers is 'Tiers the org''s members and keys may use; premium also needs the plan''s ai_premium_tier.';
-comment on column ai.org_policies.updated_at is 'Last change (set by trigger).';
-comment on column ai.deployment_health.deployment_id is 'The deployment this row describes.';
-comment on column ai.deployment_health.cooldown_reason is 'The error class (or "failure rate") that set the current cooldown.';
-comment on column ai.deployment_health.last_status is 'HTTP status of the last call (200 for a success).';
-comment on column ai.deployment_health.last_error_class is 'Error class of the last failed call.';
-comment on column ai.deployment_health.last_error_at is 'When the last call failed.';
-comment on column ai.deployment_health.last_success_at is 'When a call last succeeded.';
-comment on column ai.deployment_health.window_started_at is 'Start of the current one-minute window.';
-comment on column ai.deployment_health.updated_at is 'Last outcome recorded.';

@@ -30,7 +30,7 @@ create table ai.jobs (
   batch_id uuid references ai.batches (id) on delete cascade,
   source text not null check (source ~ '^[a-z][a-z0-9_]{1,31}$'),
   idempotency_key text check (length(idempotency_key) between 1 and 200),
-  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation', 'vision')),
+  modality text not null check (modality in ('text', 'image', 'video', 'audio', 'embedding', 'moderation')),
   tier text check (tier in ('economy', 'balanced', 'premium')),
   model_id text,
   input jsonb not null,
@@ -41,7 +41,7 @@ create table ai.jobs (
   output jsonb,
   error jsonb,
   reservation_id uuid,
-  reserved_credits bigint not null check (reserved_credits >= 0),
+  reserved_credits bigint not null check (reserved_credits > 0),
   settled_credits bigint check (settled_credits >= 0),
   provider_cost_micros bigint check (provider_cost_micros >= 0),
   deployment_id text,
@@ -56,16 +56,15 @@ create index jobs_user_idx on ai.jobs (user_id, created_at desc);
 create index jobs_api_key_idx on ai.jobs (api_key_id);
 create index jobs_batch_idx on ai.jobs (batch_id);
 create unique index jobs_idempotency_idx on ai.jobs (org_id, idempotency_key) where idempotency_key is not null;
--- Status and progress change several times per job: leave room on each page so those updates
--- stay HOT (no indexed column changes), which keeps a busy gateway's writes cheap.
-alter table ai.jobs set (fillfactor = 80);
+-- Monthly spend: what a month's jobs hold or spent, per org and per member.
+create index jobs_spend_idx on ai.jobs (org_id, created_at) include (user_id, api_key_id, status, reserved_credits, settled_credits);
 comment on table ai.jobs is 'One AI request: its input, the route it was admitted with (deployments and the prices in force at submission), its live status and progress, its output (text inline; files as Storage paths in ai-outputs), and what it reserved and settled.';
 comment on column ai.jobs.source is 'Who submitted it: api (POST /api/ai/jobs), openai (the OpenAI-compatible endpoint), or a product module''s name.';
 comment on column ai.jobs.idempotency_key is 'The client''s Idempotency-Key: a second submit with the same key returns the first job.';
 comment on column ai.jobs.route is 'The deployments the router may use, in order, each with the price rows in force at submission (what the job is priced from): {"main": [...], "moderation": [...]?, "enhance": [...]?}.';
 comment on column ai.jobs.output is 'Text jobs: {text, finish_reason, usage}. File jobs: {files: [{path, mime_type, bytes, sha256}]} in the ai-outputs bucket.';
 comment on column ai.jobs.error is '{code, message, class} when failed: the last attempt''s error, or why nothing could run.';
-comment on column ai.jobs.reserved_credits is 'The worst case held at admission (max output x the highest rate in the route, n x image price, seconds x video price); 0 for a free route, which holds nothing (reservation_id is then null).';
+comment on column ai.jobs.reserved_credits is 'The worst case held at admission (max output x the highest rate in the route, n x image price, seconds x video price).';
 comment on column ai.jobs.settled_credits is 'What was charged: the succeeded attempt''s credits, never more than reserved_credits.';
 
 create table ai.attempts (
@@ -90,7 +89,6 @@ create table ai.attempts (
   provider_cost_micros bigint not null default 0 check (provider_cost_micros >= 0),
   credits bigint not null default 0 check (credits >= 0),
   billed boolean not null default false,
-  result jsonb,
   latency_ms int,
   started_at timestamptz not null default now(),
   finished_at timestamptz,
@@ -104,7 +102,6 @@ comment on column ai.attempts.status is 'pending (call in flight), submitted (as
 comment on column ai.attempts.units is 'What the provider reported: {"input_token": n, "output_token": n, "cached_input_token": n, "reasoning_token": n, "image": n, "video_second": s, "character": n, "call": 1}.';
 comment on column ai.attempts.credits is 'Credits for this attempt at the job''s admitted prices. Only a succeeded (or, for a cut stream, delivered) attempt is charged to the org.';
 comment on column ai.attempts.billed is 'The provider charged for this call (a success, or a failure that still consumed input, such as a cut stream).';
-comment on column ai.attempts.result is 'What a succeeded call returned (an answer, a moderation verdict, stored files), kept until its job ends: a run resumed after its worker died finishes from it instead of calling the provider again.';
 comment on column ai.attempts.provider_request_id is 'The provider''s request id, or its task id for async calls (what webhooks and polls are matched on).';
 
 create table ai.presets (
@@ -165,14 +162,13 @@ as $$
     when 'video' then array['video_second']
     when 'audio' then array['character']
     when 'moderation' then array['call']
-    when 'vision' then array['call']
   end
 $$;
 
--- The deployments named, in that order, that can serve the modality now: enabled (with their
--- model and provider) and priced in every unit the modality needs, each with its price rows in
--- force at p_at. Unknown or unpriced names are left out (fail closed).
-create or replace function private.ai_route_of(p_deployments text[], p_modality text, p_at timestamptz default now())
+-- The route for a request: by model name (its deployments by priority) or by tier (the org's
+-- own route, else the default). Only enabled, fully priced deployments of enabled providers;
+-- each with its price rows in force at p_at. Policy and plan checks are the caller's.
+create or replace function private.ai_route(p_org_id uuid, p_modality text, p_tier text, p_model text, p_at timestamptz default now())
 returns table (
   deployment_id text, model_id text, provider_id text, provider_kind text, provider_model text,
   context_window int, max_output int, policy_alternative boolean, prices jsonb)
@@ -180,7 +176,17 @@ language sql stable security definer
 set search_path = ''
 as $$
   with chain as (
-    select c.id, min(c.ord) as ord from unnest(p_deployments) with ordinality as c (id, ord) group by c.id
+    select d.id, ord
+    from (
+      select r.deployment_id as id, r.position as ord from ai.org_routes r
+      where p_model is null and r.org_id = p_org_id and r.modality = p_modality and r.tier = p_tier
+      union all
+      select t.deployment_id, t.position from ai.tiers t
+      where p_model is null and t.modality = p_modality and t.tier = p_tier
+        and not exists (select 1 from ai.org_routes r where r.org_id = p_org_id and r.modality = p_modality and r.tier = p_tier)
+      union all
+      select d.id, d.priority from ai.deployments d where p_model is not null and d.model_id = p_model
+    ) d
   ),
   priced as (
     select c.ord, d.id, d.model_id, p.id as provider_id, p.kind, d.provider_model, m.context_window, m.max_output,
@@ -205,30 +211,6 @@ as $$
   order by ord
 $$;
 
--- The route for a request: by model name (its deployments by priority) or by tier (the org's
--- own route, else the default); ai_route_of keeps the usable ones and prices them.
-create or replace function private.ai_route(p_org_id uuid, p_modality text, p_tier text, p_model text, p_at timestamptz default now())
-returns table (
-  deployment_id text, model_id text, provider_id text, provider_kind text, provider_model text,
-  context_window int, max_output int, policy_alternative boolean, prices jsonb)
-language sql stable security definer
-set search_path = ''
-as $$
-  select * from private.ai_route_of(array(
-    select d.id from (
-      select r.deployment_id as id, r.position as ord from ai.org_routes r
-      where p_model is null and r.org_id = p_org_id and r.modality = p_modality and r.tier = p_tier
-      union all
-      select t.deployment_id, t.position from ai.tiers t
-      where p_model is null and t.modality = p_modality and t.tier = p_tier
-        and not exists (select 1 from ai.org_routes r where r.org_id = p_org_id and r.modality = p_modality and r.tier = p_tier)
-      union all
-      select d.id, d.priority from ai.deployments d where p_model is not null and d.model_id = p_model
-    ) d
-    order by d.ord, d.id), p_modality, p_at)
-$$;
-
-
 -- ---------------------------------------------------------------------------
 -- Rate limits: a token bucket per org and per member (or API key), refilled continuously
 -- ---------------------------------------------------------------------------
@@ -242,10 +224,8 @@ create table private.ai_rate_buckets (
 );
 comment on table private.ai_rate_buckets is 'AI rate limits: one token bucket per org (subject org) and per member or API key. Capacity = the plan''s per-minute limit; it refills at capacity/60 per second.';
 
--- Takes one token from a bucket holding `p_capacity` that refills evenly over `p_period`, or
--- raises PT429 with the seconds until one is free (`p_what` names the limit in the message).
-create or replace function private.ai_take_token(p_org_id uuid, p_subject text, p_capacity bigint, p_period interval, p_what text)
-returns void
+-- Takes one token from a bucket, or raises PT429 with the seconds until one is free.
+create or replace function private.ai_take_token(p_org_id uuid, p_subject text, p_per_minute bigint) returns void
 language plpgsql security definer
 set search_path = ''
 as $$
@@ -254,28 +234,27 @@ declare
   v_rate double precision;
   v_tokens double precision;
 begin
-  if p_capacity is null then
+  if p_per_minute is null then
     return; -- unlimited
   end if;
-  if p_capacity <= 0 then
-    raise exception '% are not included in this plan', p_what using errcode = 'PT402';
+  if p_per_minute <= 0 then
+    raise exception 'AI is not included in this plan' using errcode = 'PT402';
   end if;
-  v_rate := p_capacity / extract(epoch from p_period);
+  v_rate := p_per_minute / 60.0;
   insert into private.ai_rate_buckets as b (org_id, subject, tokens, refilled_at)
-  values (p_org_id, p_subject, p_capacity - 1, v_now)
+  values (p_org_id, p_subject, p_per_minute, v_now)
   on conflict (org_id, subject) do update
-    set tokens = least(p_capacity::double precision,
-                       b.tokens + extract(epoch from (v_now - b.refilled_at)) * v_rate) - 1,
+    set tokens = least(p_per_minute::double precision,
+                       b.tokens + extract(epoch from (v_now - b.refilled_at)) * v_rate),
         refilled_at = v_now
   returning tokens into v_tokens;
-  if v_tokens < 0 then
-    raise exception 'rate limit reached: % %', p_capacity, p_what
-      using errcode = 'PT429', hint = 'retry_after=' || greatest(1, ceil(-v_tokens / v_rate))::int;
+  if v_tokens < 1 then
+    raise exception 'rate limit reached: % AI requests per minute', p_per_minute
+      using errcode = 'PT429', hint = 'retry_after=' || ceil((1 - v_tokens) / v_rate)::int;
   end if;
+  update private.ai_rate_buckets set tokens = tokens - 1 where org_id = p_org_id and subject = p_subject;
 end
 $$;
-
-
 
 -- Provider callbacks seen, so a redelivered webhook (same webhook-id) is applied once.
 create table private.ai_webhook_receipts (
@@ -287,20 +266,10 @@ create table private.ai_webhook_receipts (
 );
 comment on table private.ai_webhook_receipts is 'Inbound AI provider webhooks by their webhook-id: a redelivery finds its row and changes nothing. A webhook only wakes the job''s poll; the provider''s own state decides.';
 alter table private.ai_webhook_receipts enable row level security;
--- The webhooks function records deliveries as service_role.
-grant select, insert on private.ai_webhook_receipts to service_role;
 
 -- ---------------------------------------------------------------------------
 -- Admission: one transaction that checks, holds and records, or refuses and leaves nothing
 -- ---------------------------------------------------------------------------
-
--- A plan limit from the entitlements ai_admit_job read: null = unlimited, 0 = not included.
-create or replace function private.ai_plan_limit(p_plan jsonb, p_key text) returns bigint
-language sql immutable
-set search_path = ''
-as $$
-  select case when coalesce((p_plan -> p_key ->> 'enabled')::boolean, false) then (p_plan -> p_key ->> 'limit')::bigint else 0 end
-$$;
 
 -- Credits a month's AI jobs hold or spent for an org (and, with p_user/p_key, one member).
 create or replace function private.ai_month_spend(p_org_id uuid, p_user_id uuid default null, p_api_key_id uuid default null)
@@ -335,12 +304,10 @@ set search_path = ''
 as $$
 declare
   v_role text := coalesce(auth.role(), 'service_role');
-  v_id uuid := gen_random_uuid();
   v_job ai.jobs;
   v_policy ai.org_policies;
-  v_res_id uuid;
+  v_res billing.credit_reservations;
   v_cap bigint;
-  v_plan jsonb;
 begin
   if v_role <> 'service_role' then
     if p_api_key_id is distinct from private.api_key_id() or (p_api_key_id is null and p_user_id is distinct from auth.uid()) then
@@ -353,29 +320,22 @@ begin
   if p_idempotency_key is not null then
     select * into v_job from ai.jobs j where j.org_id = p_org_id and j.idempotency_key = p_idempotency_key;
     if found then
-      if v_job.user_id is distinct from p_user_id or v_job.api_key_id is distinct from p_api_key_id then
-        raise exception 'this Idempotency-Key was already used in this org by someone else; send a fresh one' using errcode = '23505';
-      end if;
-      return v_job;
+      return v_job; -- the same request again
     end if;
   end if;
-  if p_worst_case is null or p_worst_case < 0 then
-    raise exception 'the worst-case cost must not be negative' using errcode = '22023';
+  if p_worst_case is null or p_worst_case <= 0 then
+    raise exception 'the worst-case cost must be positive' using errcode = '22023';
   end if;
   if jsonb_typeof(p_route -> 'main') is distinct from 'array' or jsonb_array_length(p_route -> 'main') = 0 then
     raise exception 'no priced deployment can serve this request' using errcode = '22023';
   end if;
 
   select * into v_policy from ai.org_policies where org_id = p_org_id;
-  select coalesce(jsonb_object_agg(e.key, jsonb_build_object('enabled', e.enabled, 'limit', e.limit_value)), '{}')
-    into v_plan
-    from billing.entitlements e
-   where e.plan_key = billing.current_plan(p_org_id) and e.key like 'ai\_%';
   if p_tier is not null then
     if p_tier <> all (coalesce(v_policy.allowed_tiers, array['economy', 'balanced', 'premium'])) then
       raise exception 'the % tier is not allowed by this org''s AI policy', p_tier using errcode = '42501';
     end if;
-    if p_tier = 'premium' and not coalesce((v_plan -> 'ai_premium_tier' ->> 'enabled')::boolean, false) then
+    if p_tier = 'premium' and not billing.entitled(p_org_id, 'ai_premium_tier') then
       raise exception 'the premium tier is not included in this plan' using errcode = 'PT402';
     end if;
   end if;
@@ -383,32 +343,30 @@ begin
     raise exception 'model % is not allowed by this org''s AI policy', p_model using errcode = '42501';
   end if;
 
-  perform private.ai_take_token(p_org_id, 'org', private.ai_plan_limit(v_plan, 'ai_requests_per_minute'),
-                                interval '1 minute', 'AI requests per minute');
+  perform private.ai_take_token(p_org_id, 'org', billing.limit_of(p_org_id, 'ai_requests_per_minute'));
   perform private.ai_take_token(p_org_id, coalesce(p_user_id::text, 'key:' || p_api_key_id::text, 'service'),
-                                private.ai_plan_limit(v_plan, 'ai_member_requests_per_minute'),
-                                interval '1 minute', 'AI requests per minute per member');
+                                billing.limit_of(p_org_id, 'ai_member_requests_per_minute'));
 
-  -- A free route can charge nothing, so it holds nothing (and needs no balance).
-  if p_worst_case > 0 then
-    v_res_id := (billing.reserve_credits(p_org_id, p_worst_case, 'ai-job:' || v_id, p_ttl, 'ai.job:' || v_id)).id;
-  end if;
+  insert into ai.jobs (org_id, user_id, api_key_id, batch_id, source, idempotency_key, modality, tier, model_id,
+                       input, route, reserved_credits)
+  values (p_org_id, p_user_id, p_api_key_id, p_batch_id, p_source, p_idempotency_key, p_modality, p_tier, p_model,
+          p_input, p_route, p_worst_case)
+  returning * into v_job;
 
-  v_cap := least(v_policy.monthly_credit_cap, private.ai_plan_limit(v_plan, 'ai_monthly_credit_cap'));
-  if v_cap is not null and private.ai_month_spend(p_org_id) + p_worst_case > v_cap then
+  v_res := billing.reserve_credits(p_org_id, p_worst_case, 'ai-job:' || v_job.id, p_ttl, 'ai.job:' || v_job.id);
+
+  -- Caps, under the account lock the reservation took: the sums include this job.
+  v_cap := coalesce(v_policy.monthly_credit_cap, billing.limit_of(p_org_id, 'ai_monthly_credit_cap'));
+  if v_cap is not null and private.ai_month_spend(p_org_id) > v_cap then
     raise exception 'this org''s monthly AI spend cap of % credits would be exceeded', v_cap using errcode = 'PT402';
   end if;
   if v_policy.member_monthly_credit_cap is not null
-     and private.ai_month_spend(p_org_id, p_user_id, p_api_key_id) + p_worst_case > v_policy.member_monthly_credit_cap then
+     and private.ai_month_spend(p_org_id, p_user_id, p_api_key_id) > v_policy.member_monthly_credit_cap then
     raise exception 'your monthly AI spend cap of % credits in this org would be exceeded', v_policy.member_monthly_credit_cap
       using errcode = 'PT402';
   end if;
 
-  insert into ai.jobs (id, org_id, user_id, api_key_id, batch_id, source, idempotency_key, modality, tier, model_id,
-                       input, route, reserved_credits, reservation_id)
-  values (v_id, p_org_id, p_user_id, p_api_key_id, p_batch_id, p_source, p_idempotency_key, p_modality, p_tier, p_model,
-          p_input, p_route, p_worst_case, v_res_id)
-  returning * into v_job;
+  update ai.jobs set reservation_id = v_res.id where id = v_job.id returning * into v_job;
   return v_job;
 end
 $$;
@@ -458,7 +416,6 @@ declare
   v_charge bigint;
   v_cost bigint;
   v_deployment text;
-  v_succeeded bigint;
 begin
   if p_status not in ('succeeded', 'failed', 'canceled') then
     raise exception 'a job ends succeeded, failed or canceled' using errcode = '22023';
@@ -470,18 +427,15 @@ begin
   if v_job.status in ('succeeded', 'failed', 'canceled') then
     return v_job;
   end if;
-  -- One read of the attempts: what the providers billed, what succeeded, and which answered.
-  select coalesce(sum(a.provider_cost_micros) filter (where a.billed), 0),
-         coalesce(sum(a.credits) filter (where a.status = 'succeeded'), 0),
-         (array_agg(a.deployment_id order by a.attempt_no desc) filter (where a.purpose = 'main' and a.status = 'succeeded'))[1]
-    into v_cost, v_succeeded, v_deployment
-    from ai.attempts a where a.job_id = p_job_id;
+  select coalesce(sum(a.provider_cost_micros), 0) into v_cost from ai.attempts a where a.job_id = p_job_id and a.billed;
+  select a.deployment_id into v_deployment from ai.attempts a
+  where a.job_id = p_job_id and a.purpose = 'main' and a.status = 'succeeded' order by a.attempt_no desc limit 1;
   -- What the org pays: on success, every succeeded attempt (the main call, moderation, prompt
   -- enhancement); otherwise nothing, unless the caller names delivered partial work (a stream
   -- cut after the client received part of it).
   v_charge := least(v_job.reserved_credits, case
     when p_charge is not null then p_charge
-    when p_status = 'succeeded' then v_succeeded
+    when p_status = 'succeeded' then (select coalesce(sum(a.credits), 0) from ai.attempts a where a.job_id = p_job_id and a.status = 'succeeded')
     else 0 end);
   -- A reservation that expired meanwhile (a job stuck past its TTL) has already given its
   -- credits back: charge nothing rather than take credits no longer held.
@@ -495,12 +449,9 @@ begin
       perform billing.void_credits(v_job.reservation_id);
     end if;
   end if;
-  -- The calls' results were kept only for a run resumed after a crash; the job holds what it needs.
-  update ai.attempts set result = null where job_id = p_job_id and result is not null;
   update ai.jobs
      set status = p_status, output = coalesce(p_output, output), error = p_error,
          progress = case when p_status = 'succeeded' then 100 else progress end,
-         progress_message = case p_status when 'succeeded' then 'done' when 'canceled' then 'canceled' else 'failed' end,
          settled_credits = v_charge, provider_cost_micros = v_cost, deployment_id = v_deployment,
          finished_at = now()
    where id = p_job_id
@@ -514,22 +465,6 @@ begin
                          'error', case when p_status = 'failed' then p_error ->> 'code' end));
   end if;
   return v_job;
-end
-$$;
-
--- Replaces ended jobs' inputs (prompts, scripts, file paths: personal data) with a marker; the
--- record of what ran and what it cost stays. Returns how many changed.
-create or replace function private.ai_erase_job_inputs(p_job_ids uuid[]) returns int
-language plpgsql security definer
-set search_path = ''
-as $$
-declare
-  v_n int;
-begin
-  update ai.jobs set input = jsonb_build_object('erased', true)
-   where id = any (p_job_ids) and status in ('succeeded', 'failed', 'canceled') and input is distinct from jsonb_build_object('erased', true);
-  get diagnostics v_n = row_count;
-  return v_n;
 end
 $$;
 
@@ -571,12 +506,10 @@ declare
   v_job ai.jobs;
 begin
   select * into v_job from ai.jobs where id = p_job_id;
-  -- coalesce: for a user, private.api_key_id() is null, and "not (false or null)" is null, which
-  -- an IF takes as false: without it any signed-in user could cancel an API key's work.
-  if not found or not coalesce(
+  if not found or not (
        (v_job.user_id is not null and v_job.user_id = auth.uid() and v_job.org_id in (select private.accessible_org_ids()))
        or (v_job.api_key_id is not null and v_job.api_key_id = private.api_key_id())
-       or private.has_permission(v_job.org_id, 'billing.manage'), false) then
+       or private.has_permission(v_job.org_id, 'billing.manage')) then
     raise exception 'AI job not found' using errcode = 'PT404';
   end if;
   return private.ai_finish_job(p_job_id, 'canceled', null, jsonb_build_object('code', 'canceled', 'message', 'canceled by the user'));
@@ -594,12 +527,10 @@ declare
   v_n int := 0;
 begin
   select * into v_batch from ai.batches where id = p_batch_id;
-  -- coalesce: for a user, private.api_key_id() is null, and "not (false or null)" is null, which
-  -- an IF takes as false: without it any signed-in user could cancel an API key's work.
-  if not found or not coalesce(
+  if not found or not (
        (v_batch.user_id is not null and v_batch.user_id = auth.uid() and v_batch.org_id in (select private.accessible_org_ids()))
        or (v_batch.api_key_id is not null and v_batch.api_key_id = private.api_key_id())
-       or private.has_permission(v_batch.org_id, 'billing.manage'), false) then
+       or private.has_permission(v_batch.org_id, 'billing.manage')) then
     raise exception 'AI batch not found' using errcode = 'PT404';
   end if;
   update ai.batches set canceled_at = coalesce(canceled_at, now()) where id = p_batch_id;
@@ -694,10 +625,8 @@ create policy "billing managers read attempts" on ai.attempts
 
 create policy "signed-in users read global presets" on ai.presets
   for select to authenticated using (true);
--- An org API key with ai.use reads them too: its jobs apply the org's presets as a member's do.
 create policy "members read their org's presets" on ai.org_presets
-  for select to authenticated
-  using (org_id in (select private.accessible_org_ids()) or org_id in (select private.org_ids_with_permission('ai.use')));
+  for select to authenticated using (org_id in (select private.accessible_org_ids()));
 create policy "writers add presets" on ai.org_presets
   for insert to authenticated with check (org_id in (select private.org_ids_with_permission('content.write')));
 create policy "writers change presets" on ai.org_presets
@@ -707,19 +636,17 @@ create policy "writers change presets" on ai.org_presets
 create policy "writers remove presets" on ai.org_presets
   for delete to authenticated using (org_id in (select private.org_ids_with_permission('content.write')));
 
-revoke all on function private.ai_required_units(text), private.ai_plan_limit(jsonb, text),
-  private.ai_route(uuid, text, text, text, timestamptz),
-  private.ai_take_token(uuid, text, bigint, interval, text),
-  private.ai_route_of(text[], text, timestamptz), private.ai_erase_job_inputs(uuid[]), private.ai_month_spend(uuid, uuid, uuid),
+revoke all on function private.ai_required_units(text), private.ai_route(uuid, text, text, text, timestamptz),
+  private.ai_take_token(uuid, text, bigint), private.ai_month_spend(uuid, uuid, uuid),
   private.ai_admit_job(uuid, uuid, uuid, text, text, text, text, jsonb, jsonb, bigint, text, uuid, interval),
   private.ai_finish_job(uuid, text, jsonb, jsonb, bigint), private.ai_broadcast_job(),
   private.ai_open_batch(uuid, uuid, uuid, text, int) from public;
 -- The api admits as the caller (private is never exposed through PostgREST); the worker as service_role.
-grant execute on function private.ai_route(uuid, text, text, text, timestamptz), private.ai_route_of(text[], text, timestamptz),
+grant execute on function private.ai_route(uuid, text, text, text, timestamptz),
   private.ai_open_batch(uuid, uuid, uuid, text, int),
   private.ai_admit_job(uuid, uuid, uuid, text, text, text, text, jsonb, jsonb, bigint, text, uuid, interval)
   to authenticated, service_role;
-grant execute on function private.ai_finish_job(uuid, text, jsonb, jsonb, bigint), private.ai_erase_job_inputs(uuid[]) to service_role;
+grant execute on function private.ai_finish_job(uuid, text, jsonb, jsonb, bigint) to service_role;
 revoke all on function ai.cancel_job(uuid), ai.cancel_batch(uuid) from public, anon;
 grant execute on function ai.cancel_job(uuid), ai.cancel_batch(uuid) to authenticated, service_role;
 
@@ -729,66 +656,3 @@ values ('ai-outputs', 'ai-outputs', false, 524288000)
 on conflict (id) do nothing;
 insert into private.org_buckets (bucket_id, read_permission, write_permission, module)
 values ('ai-outputs', 'content.read', null, 'ai');
-
--- ---------------------------------------------------------------------------
--- Column comments (Studio shows them to admins)
--- ---------------------------------------------------------------------------
-comment on column ai.batches.id is 'The batch; its jobs carry it in ai.jobs.batch_id.';
-comment on column ai.batches.org_id is 'The org the batch spends in.';
-comment on column ai.batches.user_id is 'The member who submitted it (null for an API key).';
-comment on column ai.batches.api_key_id is 'The org API key that submitted it (null for a member).';
-comment on column ai.batches.label is 'A name the submitter gave it.';
-comment on column ai.batches.total is 'How many jobs it has.';
-comment on column ai.batches.canceled_at is 'When it was canceled as a whole, if it was.';
-comment on column ai.batches.created_at is 'When it was submitted.';
-comment on column ai.jobs.id is 'The job; also the idempotency key of its reservation and settle (ai-job:<id>).';
-comment on column ai.jobs.org_id is 'The org whose credits it spends.';
-comment on column ai.jobs.user_id is 'The member who submitted it (null for an API key); its status goes to user:<id>.';
-comment on column ai.jobs.api_key_id is 'The org API key that submitted it (null for a member); its status goes to org:<id>.';
-comment on column ai.jobs.batch_id is 'The batch it belongs to, if any.';
-comment on column ai.jobs.modality is 'text, image, video, audio, embedding, moderation or vision.';
-comment on column ai.jobs.tier is 'The quality tier asked for (exactly one of tier and model_id is set).';
-comment on column ai.jobs.model_id is 'The model asked for by name (exactly one of tier and model_id is set).';
-comment on column ai.jobs.input is 'The validated input, with its preset applied (and enhanced_prompt once enhancement ran).';
-comment on column ai.jobs.status is 'queued, running, succeeded, failed or canceled. Every change is broadcast as event ai.job.';
-comment on column ai.jobs.progress is 'Percent done, 0 to 100 (from the provider where it reports progress).';
-comment on column ai.jobs.progress_message is 'What the job is doing (generating, rendering, storing the output, done, failed).';
-comment on column ai.jobs.reservation_id is 'The credit reservation that holds reserved_credits (billing.credit_reservations).';
-comment on column ai.jobs.provider_cost_micros is 'What the providers billed for its calls, successful or not, in millionths of their currency.';
-comment on column ai.jobs.deployment_id is 'The deployment whose answer became the output.';
-comment on column ai.jobs.created_at is 'When it was admitted.';
-comment on column ai.jobs.started_at is 'When its first provider call started.';
-comment on column ai.jobs.finished_at is 'When it ended.';
-comment on column ai.jobs.updated_at is 'Last change (set by trigger).';
-comment on column ai.attempts.id is 'The attempt; also our idempotency key for async submits (looked up when the outcome is unknown).';
-comment on column ai.attempts.job_id is 'The job the call was made for.';
-comment on column ai.attempts.org_id is 'The job''s org.';
-comment on column ai.attempts.attempt_no is 'Order of the job''s calls, from 1.';
-comment on column ai.attempts.purpose is 'main (the job''s own call), moderation (of the input) or enhance (prompt enhancement).';
-comment on column ai.attempts.kind is 'initial (first call), retry (same deployment again) or fallback (the next deployment).';
-comment on column ai.attempts.deployment_id is 'The deployment called.';
-comment on column ai.attempts.provider_id is 'Its provider.';
-comment on column ai.attempts.provider_model is 'The model name sent to the provider.';
-comment on column ai.attempts.error_class is 'What the router made of a failure: rate_limit, overloaded, server, timeout, context_window, content_policy, auth, bad_request, not_found.';
-comment on column ai.attempts.error_code is 'The provider''s own error code (context_length_exceeded, SAFETY.INPUT.TEXT, ...).';
-comment on column ai.attempts.error_message is 'The provider''s message, shortened to 1000 characters.';
-comment on column ai.attempts.http_status is 'The provider''s HTTP status, when there was a response.';
-comment on column ai.attempts.progress is 'The provider''s own progress (0 to 1) of an async task.';
-comment on column ai.attempts.provider_cost_micros is 'What the provider billed for this call, in millionths of its currency.';
-comment on column ai.attempts.latency_ms is 'How long the call took (for async tasks: from submit to the last poll).';
-comment on column ai.attempts.started_at is 'When the call was about to be made (the row is written before it).';
-comment on column ai.attempts.finished_at is 'When the call ended (null while in flight or while an async task runs).';
-comment on column ai.presets.key is 'The key inputs name in "preset".';
-comment on column ai.presets.kind is 'style (image, video: prompt suffix, negative prompt) or prompt_template (text: a template with {{variables}}).';
-comment on column ai.presets.modality is 'The modality it applies to.';
-comment on column ai.presets.name is 'Shown in pickers.';
-comment on column ai.presets.created_at is 'When it was added.';
-comment on column ai.org_presets.org_id is 'The org it belongs to.';
-comment on column ai.org_presets.key is 'The key inputs name in "preset"; shadows a global preset with the same key.';
-comment on column ai.org_presets.kind is 'style or prompt_template.';
-comment on column ai.org_presets.modality is 'The modality it applies to.';
-comment on column ai.org_presets.name is 'Shown in pickers.';
-comment on column ai.org_presets.body is 'style: {"prompt_suffix", "negative_prompt"?}. prompt_template: {"template", "system"?}.';
-comment on column ai.org_presets.created_by is 'The member who made it.';
-comment on column ai.org_presets.created_at is 'When it was made.';
-comment on column ai.org_presets.updated_at is 'Last change (set by trigger).';
