@@ -23,7 +23,8 @@ import { envelope, type OutboxEvent } from "../functions/_shared/events/catalog.
 import { DISPATCH_BATCH, dispatchBatch, OUTBOX_PARTITIONS } from "../functions/_shared/events/dispatcher.ts";
 import { JOBS } from "../functions/_shared/jobs/catalog.ts";
 import { createWebhooksConsumer } from "../functions/_shared/webhooks/consumer.ts";
-import { type DeliveryDeps, deliverMessages, limiter } from "../functions/_shared/webhooks/delivery.ts";
+import { limiter } from "../functions/_shared/limiter.ts";
+import { type DeliveryDeps, deliverMessages } from "../functions/_shared/webhooks/delivery.ts";
 import { webhookHeaders } from "../functions/_shared/webhooks/signature.ts";
 import { alternatingRounds, type Round, roundLines } from "./lib/rounds.ts";
 import { type BenchResult, scaleParam } from "./lib/verdict.ts";

@@ -11,10 +11,14 @@ export const ErrorSchema = z
   })
   .openapi("Error");
 
-const errorResponse = (description: string) => ({
-  description,
-  content: { "application/json": { schema: ErrorSchema } },
-});
+/** A JSON response of `schema`, for a route's `responses`. */
+export const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
+
+/** A required JSON request body of `schema`, for a route's `request.body`. */
+export const jsonBody = <T extends z.ZodType>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
+
+/** An error response (the standard error body) with what it means for this route. */
+export const errorResponse = (description: string) => json(ErrorSchema, description);
 
 export const commonErrors = {
   400: errorResponse("Invalid input"),

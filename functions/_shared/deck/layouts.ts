@@ -32,7 +32,6 @@ export const LAYOUTS = {
 } as const;
 
 export type Layout = keyof typeof LAYOUTS;
-export type LayoutData<L extends Layout> = z.infer<(typeof LAYOUTS)[L]>;
 export const LAYOUT_NAMES = Object.keys(LAYOUTS) as Layout[];
 
 /** A card's title: what the exports name a slide and the analytics a card. */

@@ -5,6 +5,7 @@
 // schedule.ts, or failed; 410 and 5 days of failure disable the endpoint) in one transaction.
 // The three steps are separate transactions: no row lock is held over HTTP. One message is a
 // batch of one (deliverMessage), which is what tests and the single-job path use.
+import type { Limiter } from "../limiter.ts";
 import { sql } from "kysely";
 import type { Db, Tx } from "../db/client.ts";
 import { asService } from "../db/client.ts";
@@ -27,25 +28,6 @@ const EARLY_TOLERANCE_MS = 2_000;
  * timeout plus a claim and a record, well inside LEASE_MS.
  */
 export const DEFAULT_SEND_CONCURRENCY = 32;
-
-/** Runs a task under a limit shared with other batches (a process-wide cap on POSTs in flight). */
-export type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
-
-/** A Limiter allowing `n` tasks at once. */
-export function limiter(n: number): Limiter {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async (task) => {
-    if (active >= n) await new Promise<void>((r) => waiting.push(r));
-    active++;
-    try {
-      return await task();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
 
 export interface DeliveryDeps {
   db: Db;

@@ -9,9 +9,8 @@ import { ApiError } from "../../_shared/http/errors.ts";
 import { submitterFor } from "../ai-caller.ts";
 import type { ApiEnv } from "../context.ts";
 import { requestMeta, requireAuth } from "../middleware.ts";
-import { commonErrors, UuidParam } from "../schemas.ts";
+import { commonErrors, json, UuidParam } from "../schemas.ts";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 const Modality = z.enum(["text", "image", "video", "audio", "embedding", "moderation", "vision"]);
 const Tier = z.enum(["economy", "balanced", "premium"]);
 const ModelName = z.string().min(1).max(100).regex(/^[a-z0-9][a-z0-9._:/-]*$/);

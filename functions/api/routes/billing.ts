@@ -9,12 +9,8 @@ import { asService, asUser, type RequestMeta, type Tx } from "../../_shared/db/c
 import { ApiError } from "../../_shared/http/errors.ts";
 import type { ApiEnv } from "../context.ts";
 import { requestMeta, requireAuth, requireUser } from "../middleware.ts";
-import { commonErrors, UuidParam } from "../schemas.ts";
+import { commonErrors, json, UuidParam } from "../schemas.ts";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 
 const ReturnUrl = z.string().url().max(2048);
 

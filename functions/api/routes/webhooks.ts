@@ -8,12 +8,8 @@ import { ApiError } from "../../_shared/http/errors.ts";
 import { deliveryScheduler } from "../../_shared/webhooks/queue.ts";
 import type { ApiEnv } from "../context.ts";
 import { requestMeta, requireAuth, requireUser } from "../middleware.ts";
-import { commonErrors, UuidParam } from "../schemas.ts";
+import { commonErrors, json, UuidParam } from "../schemas.ts";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 
 const replayRoute = createRoute({
   method: "post",

@@ -1,6 +1,7 @@
 // What a generation will make, decided at admission from the request alone (so the client learns
 // images.total at once and the whole deck is reserved up front): how many cards, their stable
 // ids, which of them get an image, and (from a template) their layouts. Pure functions.
+import { sha256Hex } from "../../content/sniff.ts";
 import type { Card } from "../kind.ts";
 import type { Layout } from "../layouts.ts";
 import type { ImageTier } from "../params.ts";
@@ -55,6 +56,5 @@ export function normalizePrompt(prompt: string): string {
 }
 
 export async function promptHash(prompt: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(normalizePrompt(prompt)));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return await sha256Hex(new TextEncoder().encode(normalizePrompt(prompt)));
 }

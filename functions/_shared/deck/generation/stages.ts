@@ -16,6 +16,7 @@
 // not charged). Only an outline that cannot be made fails the generation (nothing is charged).
 // Cancel (the api) settles what was finished and queues this job once more, which writes the
 // finished cards into the deck and stops.
+import { limiter } from "../../limiter.ts";
 import { sql } from "kysely";
 import type { AiWorkerDeps } from "../../ai/failure.ts";
 import type { Submitter } from "../../ai/submit.ts";
@@ -49,22 +50,6 @@ export interface GenerationDeps {
   /** AI calls in flight at once per generation (default 8). */
   concurrency?: number;
   sleep?: (ms: number) => Promise<void>;
-}
-
-/** Runs `fn`s with at most `n` at once. */
-export function limiter(n: number) {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((r) => waiting.push(r));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
 }
 
 type Ask = (req: { modality: "text" | "image"; tier: "economy" | "balanced" | "premium"; input: unknown; idempotencyKey: string }) => Promise<CallResult>;

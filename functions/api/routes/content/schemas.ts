@@ -4,8 +4,7 @@ import { ApiError } from "../../../_shared/http/errors.ts";
 import type { StorageAccess } from "../../../_shared/content/storage.ts";
 import type { ApiDeps } from "../../context.ts";
 
-export const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
-export const jsonBody = <T extends z.ZodType>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
+export { json, jsonBody } from "../../schemas.ts";
 
 export const Body = z.record(z.string(), z.unknown()).openapi({ description: "The document body, as its kind's schema defines it" });
 export const Visibility = z.enum(["private", "org", "link", "public"]);

@@ -12,15 +12,12 @@ import { ApiError } from "../../../_shared/http/errors.ts";
 import { enqueue } from "../../../_shared/jobs/queue.ts";
 import type { ApiEnv } from "../../context.ts";
 import { requireAuth } from "../../middleware.ts";
-import { commonErrors, UuidParam } from "../../schemas.ts";
+import { commonErrors, errorResponse, json, jsonBody, UuidParam } from "../../schemas.ts";
 import { LINK_REFUSALS } from "../content/schemas.ts";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
-const body = <T extends z.ZodType>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
-const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 const linkErrors = {
-  410: json(errorSchema, "The link expired or was revoked, or the view is over a day old"),
-  429: json(errorSchema, "The link is locked after wrong passwords, or the view is full"),
+  410: errorResponse("The link expired or was revoked, or the view is over a day old"),
+  429: errorResponse("The link is locked after wrong passwords, or the view is full"),
 };
 
 // The content links' refusals, word for word, and one of the deck's own.
@@ -53,7 +50,7 @@ const startViewRoute = createRoute({
   method: "post",
   path: "/deck/views",
   summary: "Start a view of a deck: signed in with deckId (read access), or anyone with a share link's token (and password). The User-Agent decides the bot flag.",
-  request: { body: body(StartView) },
+  request: { body: jsonBody(StartView) },
   responses: { 201: json(StartedView, "The view"), ...commonErrors, ...linkErrors },
 });
 
@@ -67,7 +64,7 @@ const beaconsRoute = createRoute({
   method: "post",
   path: "/deck/beacons",
   summary: `Card beacons for a view, 1 to ${MAX_BATCH} per batch, all or nothing; a resent event (same seq, or same card and ts) counts once.`,
-  request: { body: body(BeaconBatch) },
+  request: { body: jsonBody(BeaconBatch) },
   responses: {
     200: json(z.object({ accepted: z.number().int(), duplicates: z.number().int() }).openapi("DeckBeaconsRecorded"), "Recorded"),
     ...commonErrors,

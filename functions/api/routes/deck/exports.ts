@@ -11,10 +11,8 @@ import { ApiError } from "../../../_shared/http/errors.ts";
 import type { ApiEnv } from "../../context.ts";
 import { storageOf } from "../../storage.ts";
 import { requestMeta, requireAuth } from "../../middleware.ts";
-import { commonErrors, UuidParam } from "../../schemas.ts";
+import { commonErrors, json, jsonBody, UuidParam } from "../../schemas.ts";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
-const body = <T extends z.ZodType>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
 
 const ExportBody = z.object({
   format: z.enum(EXPORT_FORMATS),
@@ -54,7 +52,7 @@ type View = z.infer<typeof ExportView> & { storage_path: string | null };
 const requestRoute = createRoute({
   method: "post", path: "/deck/decks/{document_id}/exports", security: [{ bearer: [] }], middleware: [requireAuth] as const,
   summary: "Export a deck as PPTX, PDF or HTML (one file per deck, revision and format; asking again reuses it).",
-  request: { params: z.object({ document_id: UuidParam }), body: body(ExportBody) },
+  request: { params: z.object({ document_id: UuidParam }), body: jsonBody(ExportBody) },
   responses: {
     200: json(ExportAnswer, "Already stored: the same file, with its URL"),
     202: json(ExportAnswer, "Queued or rendering: follow it on user:<id> (deck.export) or GET /deck/exports/{id}"),

@@ -16,9 +16,8 @@ import { enqueue } from "../../../_shared/jobs/queue.ts";
 import { submitterFor } from "../../ai-caller.ts";
 import type { ApiEnv } from "../../context.ts";
 import { requestMeta, requireAuth } from "../../middleware.ts";
-import { commonErrors, ErrorSchema, UuidParam } from "../../schemas.ts";
+import { commonErrors, ErrorSchema, json, UuidParam } from "../../schemas.ts";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/);
 const errors = {
   ...commonErrors,

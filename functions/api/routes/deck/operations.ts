@@ -14,16 +14,13 @@ import type { Operation } from "../../../_shared/deck/operations/store.ts";
 import { ApiError } from "../../../_shared/http/errors.ts";
 import type { ApiEnv } from "../../context.ts";
 import { requestMeta, requireAuth, requireUser, userIdOf } from "../../middleware.ts";
-import { commonErrors, UuidParam } from "../../schemas.ts";
+import { commonErrors, errorResponse, json, jsonBody, UuidParam } from "../../schemas.ts";
 import { registerDeckThemes } from "./themes.ts";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
-const body = <T extends z.ZodType>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
-const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 const moreErrors = {
-  402: json(errorSchema, "Not enough credits for the AI call"),
-  422: json(errorSchema, "The Idempotency-Key was used for another request"),
-  429: json(errorSchema, "Rate limited (see Retry-After)"),
+  402: errorResponse("Not enough credits for the AI call"),
+  422: errorResponse("The Idempotency-Key was used for another request"),
+  429: errorResponse("Rate limited (see Retry-After)"),
 };
 
 const CardId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
@@ -88,7 +85,7 @@ const routes = {
     request: {
       params: z.object({ documentId: UuidParam, cardId: CardId }),
       headers: z.object({ "idempotency-key": IdempotencyKey.optional() }),
-      body: body(OperationBody),
+      body: jsonBody(OperationBody),
     },
     responses: { 202: json(OperationEnvelope, "Queued"), 200: json(OperationEnvelope, "The same Idempotency-Key and request again: the first operation"), ...commonErrors, ...moreErrors },
   }),
@@ -107,7 +104,7 @@ const routes = {
   apply: createRoute({
     method: "post", path: "/deck/operations/{id}/apply", security: [{ bearer: [] }], middleware: [requireAuth, requireUser] as const,
     summary: "Apply a conflict's proposal onto the deck at base_revision (its current revision, else 409 stale_revision). A version of the deck is kept first. Editors of the deck.",
-    request: { ...byId, body: body(z.object({ base_revision: z.number().int().positive() }).strict().openapi("DeckOperationApply")) },
+    request: { ...byId, body: jsonBody(z.object({ base_revision: z.number().int().positive() }).strict().openapi("DeckOperationApply")) },
     responses: { 200: json(OperationEnvelope, "Applied"), ...commonErrors },
   }),
   discard: createRoute({
@@ -121,7 +118,7 @@ const routes = {
     summary: "Publish a template waiting in review into the org's gallery, or reject it (deck.review_template; publishing keeps a version of the merged deck first). content.write and manage access to the deck.",
     request: {
       params: z.object({ documentId: UuidParam }),
-      body: body(z.object({ decision: z.enum(["publish", "reject"]), note: z.string().max(1000).optional() }).strict().openapi("DeckTemplateReview")),
+      body: jsonBody(z.object({ decision: z.enum(["publish", "reject"]), note: z.string().max(1000).optional() }).strict().openapi("DeckTemplateReview")),
     },
     responses: { 200: json(z.object({ template: Template }).openapi("DeckTemplateEnvelope"), "Reviewed"), ...commonErrors },
   }),
